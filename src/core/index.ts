@@ -4,6 +4,7 @@ import { type CorePath, type PathThresholds, thresholdsDefault } from "./thresho
 import { tsCore } from "./twin/index.js";
 import {
   type CoreAsync,
+  type CoreImpl,
   type CoreMode,
   type CoreSync,
   FRAME_BYTES_MAX_DEFAULT,
@@ -17,7 +18,7 @@ export { type CorePath, type PathThresholds, thresholdsDefault } from "./thresho
 export { tsCore } from "./twin/index.js";
 export { decodeWriteSet, encodeWriteSet } from "./twin/writeset.js";
 export * from "./types.js";
-export { WasmCore, wasmCore } from "./wasm.js";
+export { WasmCore, wasmCore, wasmPath } from "./wasm.js";
 
 export interface CoreOptions {
   /** `core.mode`: `auto` picks per call by size; the others force one implementation. */
@@ -32,6 +33,8 @@ export interface Core {
   readonly sync: CoreSync;
   /** Asynchronous calls, which may also run in the worker pool. */
   readonly async: CoreAsync;
+  /** Which implementation a call of this size takes (for metrics, tests and `status`). */
+  implFor(path: CorePath, size: number, caller: "sync" | "async"): CoreImpl;
   close(): Promise<void>;
 }
 
@@ -142,10 +145,18 @@ export function createCore(options: CoreOptions = {}): Core {
         `core.mode must be auto, ts, wasm or pool: ${String(mode)}`,
       );
   }
+  const wasmImpl = (): CoreImpl => (wasmOrTs().impl === "wasm" ? "wasm" : "ts");
+  const implFor = (path: CorePath, size: number, caller: "sync" | "async"): CoreImpl => {
+    if (mode === "ts" || mode === "wasm") return mode;
+    if (mode === "pool") return caller === "sync" ? "wasm" : "pool";
+    if (caller === "async" && size >= thresholds[path].pool) return "pool";
+    return size >= thresholds[path].wasm ? wasmImpl() : "ts";
+  };
   return {
     mode,
     sync,
     async,
+    implFor,
     close: async () => {
       await pool?.close();
     },

@@ -7,6 +7,7 @@ import { FRAME_HEADER_BYTES, OBJECTS_PER_TXID_MAX, TXID_MAX } from "./types.js";
  */
 
 export function checkFrameEvents(events: readonly Uint8Array[], maxFrameBytes: number): number {
+  checkLimit("maxFrameBytes", maxFrameBytes);
   let total = 0;
   for (const event of events) {
     if (event.length > maxFrameBytes) {

@@ -1,4 +1,5 @@
 import { type CoreSync, FRAME_BYTES_MAX_DEFAULT, KEYS_DECODED_BYTES_MAX_DEFAULT } from "../types.js";
+import { checkLimit } from "../validate.js";
 import { crc32c } from "./crc32c.js";
 import { decodeDeltas, encodeDeltas } from "./deltas.js";
 import { encodeFrames, splitFrames } from "./frames.js";
@@ -11,11 +12,17 @@ export const tsCore: CoreSync = {
   impl: "ts",
   crc32c: (data, seed = 0) => crc32c(data, seed),
   encodeFrames: (events, maxFrameBytes = FRAME_BYTES_MAX_DEFAULT) => encodeFrames(events, maxFrameBytes),
-  splitFrames: (buf, maxFrameBytes = FRAME_BYTES_MAX_DEFAULT) => splitFrames(buf, maxFrameBytes),
+  splitFrames: (buf, maxFrameBytes = FRAME_BYTES_MAX_DEFAULT) => {
+    checkLimit("maxFrameBytes", maxFrameBytes);
+    return splitFrames(buf, maxFrameBytes);
+  },
   encodeDeltas,
   decodeDeltas,
   encodeKeys,
-  decodeKeys: (buf, decodedBytesMax = KEYS_DECODED_BYTES_MAX_DEFAULT) => decodeKeys(buf, decodedBytesMax),
+  decodeKeys: (buf, decodedBytesMax = KEYS_DECODED_BYTES_MAX_DEFAULT) => {
+    checkLimit("decodedBytesMax", decodedBytesMax);
+    return decodeKeys(buf, decodedBytesMax);
+  },
   mergeWriteSets,
   allocateIndexes,
 };
