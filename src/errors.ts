@@ -26,6 +26,15 @@ export const errorRegistry = {
   MR_ERR_INDEX_OBJECTS_MAX: { message: "more than 256 objects in one request", httpStatus: 400 },
   MR_ERR_INDEX_EXHAUSTED: { message: "transaction id space exhausted", httpStatus: 500 },
 
+  MR_ERR_NOT_LEADER: { message: "this node is not the leader", httpStatus: 503 },
+  MR_ERR_PROPOSAL_DROPPED: { message: "the proposal was dropped; retry", httpStatus: 503 },
+  MR_ERR_CONF_CHANGE_REJECTED: { message: "the membership change was refused", httpStatus: 409 },
+  MR_ERR_LOG_COMPACTED: { message: "the log entry was compacted into a snapshot", httpStatus: 500 },
+  MR_ERR_LOG_UNAVAILABLE: { message: "the log entry is not yet in the log", httpStatus: 500 },
+  MR_ERR_LOG_CORRUPT: { message: "a stored log record is corrupt", httpStatus: 500 },
+  MR_ERR_SNAPSHOT_UNAVAILABLE: { message: "no snapshot is available yet", httpStatus: 503 },
+  MR_ERR_SNAPSHOT_OUT_OF_DATE: { message: "the snapshot is older than the one stored", httpStatus: 500 },
+
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
   MR_ERR_POOL_QUEUE_FULL: { message: "the worker pool queue is full", httpStatus: 503 },
@@ -41,32 +50,51 @@ export class MetaraftError extends Error {
   readonly code: ErrorCode;
   /** Byte offset (or item index) in the input where a decoder found the problem. */
   readonly offset: number | undefined;
+  /** Machine-readable context, e.g. `{ leader }` on NOT_LEADER. */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
   readonly httpStatus: number;
 
-  constructor(code: ErrorCode, detail?: string, options?: { offset?: number; cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options?: { offset?: number | undefined; cause?: unknown; details?: Readonly<Record<string, unknown>> },
+  ) {
     const spec = errorRegistry[code];
     const where = options?.offset === undefined ? "" : ` at offset ${options.offset}`;
     super(`${code}: ${spec.message}${where}${detail ? ` (${detail})` : ""}`, { cause: options?.cause });
     this.name = "MetaraftError";
     this.code = code;
     this.offset = options?.offset;
+    this.details = options?.details;
     this.httpStatus = spec.httpStatus;
   }
 
   /** A plain object that survives structured clone (worker threads) and MessagePack. */
-  toJSON(): { code: ErrorCode; message: string; offset?: number } {
-    return this.offset === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, offset: this.offset };
+  toJSON(): {
+    code: ErrorCode;
+    message: string;
+    offset?: number;
+    details?: Readonly<Record<string, unknown>>;
+  } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.offset === undefined ? {} : { offset: this.offset }),
+      ...(this.details === undefined ? {} : { details: this.details }),
+    };
   }
 
   /** Rebuilds an error that crossed a worker or the network, matched by its code. */
   static fromJSON(value: unknown): MetaraftError {
     if (typeof value === "object" && value !== null) {
-      const { code, message, offset } = value as Record<string, unknown>;
+      const { code, message, offset, details } = value as Record<string, unknown>;
       if (isErrorCode(code)) {
         const error = new MetaraftError(code, undefined, {
           offset: typeof offset === "number" ? offset : undefined,
+          details:
+            typeof details === "object" && details !== null
+              ? (details as Record<string, unknown>)
+              : undefined,
         });
         if (typeof message === "string") error.message = message;
         return error;
