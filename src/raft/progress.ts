@@ -56,6 +56,8 @@ export class Progress {
   state: ProgressState = "probe";
   /** In `snapshot` state: the index of the snapshot being sent. */
   pendingSnapshot = 0;
+  /** In `snapshot` state: leader ticks since it was sent, so a lost snapshot is sent again. */
+  snapshotTicks = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
   /** In `probe` state: one append is out; wait for its answer or the next heartbeat. */
@@ -75,6 +77,7 @@ export class Progress {
     this.state = state;
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshotTicks = 0;
     this.inflights.reset();
   }
 

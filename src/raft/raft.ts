@@ -733,6 +733,13 @@ export class Raft {
   #tickHeartbeat(): void {
     this.#heartbeatElapsed++;
     this.#electionElapsed++;
+    for (const progress of this.progress.values()) {
+      // A snapshot whose answer never came (lost, or the host never reported) is tried again.
+      if (progress.state === "snapshot" && ++progress.snapshotTicks >= 2 * this.#electionTicks) {
+        progress.pendingSnapshot = 0;
+        progress.becomeProbe();
+      }
+    }
     if (this.#electionElapsed >= this.#electionTicks) {
       this.#electionElapsed = 0;
       if (this.#checkQuorum && !this.#quorumActive()) {
