@@ -361,6 +361,9 @@ export class Raft {
         this.#becomeFollower(this.term, NONE);
       } else if (this.#maybeCommit()) {
         this.#broadcastAppend();
+      } else if (change.kind !== "removeNode" && change.node !== this.id) {
+        // Start a new member's catch-up now rather than at the next proposal.
+        this.#sendAppend(change.node, true);
       }
     }
     return this.confState();

@@ -92,11 +92,19 @@ export class Harness {
     this.#raftOptions = options.raft ?? {};
   }
 
-  addNodes(count: number, voters: NodeId[], learners: NodeId[] = []): NodeId[] {
+  readonly #nodeOptions = new Map<NodeId, Partial<RaftConfig>>();
+
+  addNodes(
+    count: number,
+    voters: NodeId[],
+    learners: NodeId[] = [],
+    options: Partial<RaftConfig> = {},
+  ): NodeId[] {
     const added: NodeId[] = [];
     const first = this.nodes.size + 1;
     for (let id = first; id < first + count; id++) {
       const storage = new MemoryStorage({ voters, learners });
+      this.#nodeOptions.set(id, options);
       this.nodes.set(id, this.#newNode(id, storage));
       added.push(id);
     }
@@ -104,7 +112,8 @@ export class Harness {
   }
 
   #newNode(id: NodeId, storage: MemoryStorage, applied = 0): HarnessNode {
-    const raft = new Raft({ ...this.#raftOptions, id, storage, random: this.#random, applied });
+    const options = { ...this.#raftOptions, ...this.#nodeOptions.get(id) };
+    const raft = new Raft({ ...options, id, storage, random: this.#random, applied });
     return { id, storage, raft, applied: [], outbox: [], reads: [], machine: [] };
   }
 

@@ -53,9 +53,19 @@ function run(h: Harness, command: string): string[] {
       : [];
   };
   switch (verb) {
-    case "add-nodes":
-      h.addNodes(num(0), named("voters"), named("learners"));
+    case "add-nodes": {
+      const flag = (name: string): boolean | undefined => {
+        const arg = args.find((a) => a.startsWith(`${name}=`));
+        return arg === undefined ? undefined : arg.endsWith("=true");
+      };
+      const options = {
+        ...(flag("prevote") === undefined ? {} : { preVote: flag("prevote") }),
+        ...(flag("checkquorum") === undefined ? {} : { checkQuorum: flag("checkquorum") }),
+        ...(named("max-bytes").length ? { messageBytesMax: named("max-bytes")[0] } : {}),
+      };
+      h.addNodes(num(0), named("voters"), named("learners"), options);
       return ["ok"];
+    }
     case "campaign":
       h.node(num(0)).raft.campaign();
       return ["ok"];
@@ -107,6 +117,17 @@ function run(h: Harness, command: string): string[] {
     case "cut":
       h.cut.add(`${num(0)}->${num(1)}`);
       return ["ok"];
+    case "split": {
+      // split 1,2 3,4,5: no messages between the groups, either way.
+      const groups = args.map((g) => g.split(",").map(Number));
+      for (const a of groups) {
+        for (const b of groups) {
+          if (a === b) continue;
+          for (const x of a) for (const y of b) h.cut.add(`${x}->${y}`);
+        }
+      }
+      return ["ok"];
+    }
     case "heal":
       h.cut.clear();
       return ["ok"];
