@@ -35,6 +35,15 @@ export const errorRegistry = {
   MR_ERR_SNAPSHOT_UNAVAILABLE: { message: "no snapshot is available yet", httpStatus: 503 },
   MR_ERR_SNAPSHOT_OUT_OF_DATE: { message: "the snapshot is older than the one stored", httpStatus: 500 },
 
+  MR_ERR_HANDSHAKE_REJECTED: { message: "the connection handshake was refused", httpStatus: 401 },
+  MR_ERR_HANDSHAKE_TIMEOUT: { message: "the connection handshake did not finish in time", httpStatus: 504 },
+  MR_ERR_PEER_UNKNOWN: { message: "the peer is not a member of this cluster", httpStatus: 403 },
+  MR_ERR_PEER_PROTOCOL: { message: "the peer broke the protocol", httpStatus: 400 },
+  MR_ERR_CONNECTION_CLOSED: { message: "the connection closed", httpStatus: 503 },
+  MR_ERR_LISTEN_FAILED: { message: "could not listen on the address", httpStatus: 500 },
+  MR_ERR_TIMEOUT: { message: "the call timed out", httpStatus: 504 },
+  MR_ERR_UNAVAILABLE: { message: "no node could be reached", httpStatus: 503 },
+
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
   MR_ERR_POOL_QUEUE_FULL: { message: "the worker pool queue is full", httpStatus: 503 },
