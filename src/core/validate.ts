@@ -34,8 +34,9 @@ export function checkIndexArgs(baseTxid: number, objectCounts: ArrayLike<number>
   return objects;
 }
 
+/** Limits cross the WASM boundary as i32 results, so they stay below 2^31. */
 export function checkLimit(name: string, value: number): void {
-  if (!(Number.isInteger(value) && value >= 0 && value <= 0xffffffff)) {
-    throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `${name} must be an integer in [0, 2^32): ${value}`);
+  if (!(Number.isInteger(value) && value >= 0 && value <= 0x7fffffff)) {
+    throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `${name} must be an integer in [0, 2^31): ${value}`);
   }
 }
