@@ -1,0 +1,221 @@
+import { connect, type Socket } from "node:net";
+import { pack, unpack } from "msgpackr";
+import { MetaraftError } from "../errors.js";
+import { encodeFrame, FrameDecoder } from "../transport/index.js";
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface RpcClientOptions {
+  readonly endpoints: readonly Endpoint[];
+  readonly clusterId: string;
+  /** Per call, across retries. */
+  readonly timeoutMs?: number;
+  /** Calls in flight on the connection; more wait for a slot. */
+  readonly inflightMax?: number;
+  readonly frameBytesMax?: number;
+}
+
+export const RPC_CLIENT_DEFAULTS = {
+  timeoutMs: 10_000,
+  inflightMax: 4096,
+  frameBytesMax: 16 * 1024 * 1024,
+} as const;
+
+interface Waiting {
+  readonly resolve: (body: Record<string, unknown>) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** One authenticated, pipelined connection to one node. */
+class Connection {
+  readonly #socket: Socket;
+  readonly #waiting = new Map<number, Waiting>();
+  #nextId = 1;
+  #closed: MetaraftError | undefined;
+  readonly ready: Promise<{ nodeId?: number }>;
+
+  constructor(
+    readonly endpoint: Endpoint,
+    clusterId: string,
+    frameBytesMax: number,
+  ) {
+    this.#socket = connect({ host: endpoint.host, port: endpoint.port });
+    this.#socket.setNoDelay(true);
+    let greeting: Waiting | undefined;
+    this.ready = new Promise((resolve, reject) => {
+      greeting = { resolve, reject };
+    });
+    const decoder = new FrameDecoder({
+      frameBytesMax,
+      onFrame: (payload) => {
+        const body = unpack(payload) as Record<string, unknown> & { id?: number; ok?: boolean };
+        if (greeting) {
+          const g = greeting;
+          greeting = undefined;
+          if (body.ok) g.resolve(body);
+          else g.reject(MetaraftError.fromJSON(body.error));
+          return;
+        }
+        const waiting = this.#waiting.get(body.id ?? 0);
+        if (!waiting) {
+          if (body.id === 0 && !body.ok) this.#fail(MetaraftError.fromJSON(body.error));
+          return;
+        }
+        this.#waiting.delete(body.id!);
+        if (body.ok) waiting.resolve(body);
+        else waiting.reject(MetaraftError.fromJSON(body.error));
+      },
+    });
+    this.#socket.on("connect", () => this.#socket.write(encodeFrame(pack({ protocol: 1, clusterId }))));
+    this.#socket.on("data", (chunk: Buffer) => {
+      const error = decoder.push(chunk);
+      if (error) this.#fail(error);
+    });
+    const closed = (cause?: unknown) => {
+      const error = new MetaraftError("MR_ERR_CONNECTION_CLOSED", `${endpoint.host}:${endpoint.port}`, {
+        cause,
+      });
+      greeting?.reject(error);
+      greeting = undefined;
+      this.#fail(error);
+    };
+    this.#socket.on("error", closed);
+    this.#socket.on("close", () => closed());
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  #fail(error: MetaraftError): void {
+    this.#closed ??= error;
+    for (const waiting of this.#waiting.values()) waiting.reject(error);
+    this.#waiting.clear();
+    this.#socket.destroy();
+  }
+
+  call(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#socket.write(encodeFrame(pack({ ...request, id })));
+    });
+  }
+
+  close(): void {
+    this.#fail(new MetaraftError("MR_ERR_CONNECTION_CLOSED", "closed by the client"));
+  }
+}
+
+const RETRYABLE = new Set([
+  "MR_ERR_NOT_LEADER",
+  "MR_ERR_CONNECTION_CLOSED",
+  "MR_ERR_PROPOSAL_DROPPED",
+  "MR_ERR_UNAVAILABLE",
+]);
+
+/**
+ * Finds the leader and keeps one pipelined connection to it: a NOT_LEADER answer names the
+ * leader, whose endpoint the client learned from the hellos; a dead connection moves on to the
+ * next endpoint. Every call has a deadline; retries back off a little.
+ */
+export class RpcClient {
+  readonly #options: RpcClientOptions;
+  #connection: Connection | undefined;
+  #target = 0;
+  readonly #endpointOfNode = new Map<number, number>();
+  #inflight = 0;
+  readonly #slotWaiters: (() => void)[] = [];
+
+  constructor(options: RpcClientOptions) {
+    if (options.endpoints.length === 0) throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "no endpoints");
+    this.#options = options;
+  }
+
+  async #connectionFor(): Promise<Connection> {
+    if (this.#connection && !this.#connection.closed) return this.#connection;
+    const endpoint = this.#options.endpoints[this.#target % this.#options.endpoints.length]!;
+    const connection = new Connection(
+      endpoint,
+      this.#options.clusterId,
+      this.#options.frameBytesMax ?? RPC_CLIENT_DEFAULTS.frameBytesMax,
+    );
+    this.#connection = connection;
+    const hello = await connection.ready;
+    if (typeof hello.nodeId === "number")
+      this.#endpointOfNode.set(hello.nodeId, this.#target % this.#options.endpoints.length);
+    return connection;
+  }
+
+  #moveOn(error: MetaraftError): void {
+    const leader = error.details?.leader;
+    const known = typeof leader === "number" ? this.#endpointOfNode.get(leader) : undefined;
+    this.#target = known ?? this.#target + 1;
+    this.#connection?.close();
+    this.#connection = undefined;
+  }
+
+  async call(
+    op: string,
+    fields: Record<string, unknown> = {},
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + (timeoutMs ?? this.#options.timeoutMs ?? RPC_CLIENT_DEFAULTS.timeoutMs);
+    await this.#acquire();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new MetaraftError("MR_ERR_TIMEOUT", `${op} after ${attempt} attempts`);
+        try {
+          const connection = await withTimeout(this.#connectionFor(), left);
+          return await withTimeout(connection.call({ op, ...fields }), deadline - Date.now());
+        } catch (error) {
+          if (!(error instanceof MetaraftError) || !RETRYABLE.has(error.code)) throw error;
+          this.#moveOn(error);
+          await new Promise((r) => setTimeout(r, Math.min(10 * 2 ** Math.min(attempt, 5), 200)));
+        }
+      }
+    } finally {
+      this.#release();
+    }
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#inflight < (this.#options.inflightMax ?? RPC_CLIENT_DEFAULTS.inflightMax)) {
+      this.#inflight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+    this.#inflight++;
+  }
+
+  #release(): void {
+    this.#inflight--;
+    this.#slotWaiters.shift()?.();
+  }
+
+  close(): void {
+    this.#connection?.close();
+    this.#connection = undefined;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new MetaraftError("MR_ERR_TIMEOUT", `no answer in ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

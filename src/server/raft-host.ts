@@ -1,0 +1,391 @@
+import { pack, unpack } from "msgpackr";
+import { MetaraftError } from "../errors.js";
+import {
+  type ConfState,
+  type Entry,
+  type Message,
+  type NodeId,
+  Raft,
+  type RaftConfig,
+  type RaftLogStore,
+  type Ready,
+  type SoftState,
+} from "../raft/index.js";
+
+/** What the host needs of a transport: opaque payloads to and from peers, best effort. */
+export interface HostTransport {
+  send(to: NodeId, payload: Uint8Array): boolean;
+  onMessage(handler: (from: NodeId, payload: Uint8Array) => void): void;
+}
+
+/** The replicated state machine the host drives. */
+export interface StateMachine<Result> {
+  /** Applies one committed entry (also the empty no-op); returns the proposer's result. */
+  apply(entry: Entry): Result;
+  /** A consistent copy of the applied state, for snapshots. */
+  snapshot(): Uint8Array;
+  /** Replaces the state with a snapshot's. */
+  restore(data: Uint8Array, index: number): void;
+  /** The last index the state machine holds (after a restart: what it persisted). */
+  readonly appliedIndex: number;
+}
+
+export interface RaftHostOptions<Result> {
+  readonly id: NodeId;
+  readonly peers: readonly NodeId[];
+  readonly storage: RaftLogStore;
+  readonly transport: HostTransport;
+  readonly stateMachine: StateMachine<Result>;
+  /** Milliseconds per Raft tick; the election timeout is `electionTicks` ticks (randomised up to twice). */
+  readonly tickMs?: number;
+  readonly raft?: Partial<Omit<RaftConfig, "id" | "storage" | "random" | "peers" | "applied">>;
+  /** Applied entries between snapshots (`snapshot.entries`). */
+  readonly snapshotEntries?: number;
+  /** Entries kept behind a snapshot so slightly lagging followers catch up from the log. */
+  readonly snapshotTrailingEntries?: number;
+  /** Snapshot messages above this size go out in chunks of this size. */
+  readonly snapshotChunkBytes?: number;
+  /** Proposals and reads waiting for their entry or read state; more fail at once. */
+  readonly pendingMax?: number;
+  readonly random?: () => number;
+  readonly onSoftState?: (state: SoftState) => void;
+}
+
+export const HOST_DEFAULTS = {
+  tickMs: 50,
+  snapshotEntries: 10_000,
+  snapshotTrailingEntries: 1_000,
+  snapshotChunkBytes: 1024 * 1024,
+  pendingMax: 65_536,
+  /** Reassembly buffers for incoming snapshot chunks, per sender. */
+  snapshotBytesMax: 1024 * 1024 * 1024,
+} as const;
+
+interface Pending<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** A snapshot larger than a chunk crosses the wire as pieces the receiver reassembles. */
+interface SnapshotChunk {
+  readonly chunk: {
+    readonly id: number;
+    readonly seq: number;
+    readonly total: number;
+    readonly bytes: Uint8Array;
+  };
+}
+
+/**
+ * Drives one Raft node: ticks its clock, steps peer messages, persists each Ready to LMDB
+ * (fsync) before sending what depends on it, applies committed entries, and answers
+ * proposals and linearizable reads. Steps are serialised: messages that arrive while a Ready
+ * is being written wait and are stepped together, which batches the next write.
+ */
+export class RaftHost<Result> {
+  readonly raft: Raft;
+  readonly #options: RaftHostOptions<Result>;
+  readonly #inbox: Message[] = [];
+  readonly #proposals = new Map<number, Pending<Result> & { term: number }>();
+  readonly #reads = new Map<string, Pending<void>>();
+  readonly #readsWaitingForApply: { index: number; key: string }[] = [];
+  readonly #chunks = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
+  #applied: number;
+  #lastSnapshotIndex: number;
+  #running = false;
+  #stopped = false;
+  #processing = false;
+  #again = false;
+  #timer: NodeJS.Timeout | undefined;
+  #readSeq = 0;
+  #snapshotSeq = 0;
+  #confState: ConfState;
+  #fatal: Error | undefined;
+  /** Counters for status and benchmarks: durable writes, and what they carried. */
+  readonly stats = { saves: 0, entriesSaved: 0, entriesApplied: 0, messagesSent: 0 };
+
+  constructor(options: RaftHostOptions<Result>) {
+    this.#options = options;
+    const stored = options.storage.snapshot();
+    if (stored.meta.index > options.stateMachine.appliedIndex) {
+      // A state machine kept only in memory starts again from the latest snapshot.
+      options.stateMachine.restore(stored.data, stored.meta.index);
+    }
+    const applied = options.stateMachine.appliedIndex;
+    this.raft = new Raft({
+      ...options.raft,
+      id: options.id,
+      storage: options.storage,
+      peers: options.peers,
+      applied,
+      random: options.random ?? Math.random,
+    });
+    this.#applied = applied;
+    this.#lastSnapshotIndex = options.storage.snapshot().meta.index;
+    this.#confState = this.raft.confState();
+    options.transport.onMessage((from, payload) => this.#receive(from, payload));
+  }
+
+  get appliedIndex(): number {
+    return this.#applied;
+  }
+
+  get isLeader(): boolean {
+    return this.raft.role === "leader";
+  }
+
+  get leader(): NodeId {
+    return this.raft.leader;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#timer = setInterval(() => {
+      this.raft.tick();
+      this.#kick();
+    }, this.#options.tickMs ?? HOST_DEFAULTS.tickMs);
+    this.#kick();
+  }
+
+  /** Stops ticking and fails everything pending; the storage stays open for the caller to close. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    while (this.#processing) await new Promise((r) => setTimeout(r, 1));
+    this.#failPending(
+      new MetaraftError("MR_ERR_NOT_LEADER", "the node is shutting down", { details: { leader: 0 } }),
+    );
+  }
+
+  /** Proposes `data`; resolves with the state machine's result once the entry is applied here. */
+  propose(data: Uint8Array): Promise<Result> {
+    this.#checkUsable();
+    if (this.#proposals.size >= (this.#options.pendingMax ?? HOST_DEFAULTS.pendingMax)) {
+      return Promise.reject(new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "too many proposals pending"));
+    }
+    let proposed: { index: number; term: number };
+    try {
+      proposed = this.raft.propose(data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#kick();
+    return new Promise<Result>((resolve, reject) => {
+      this.#proposals.set(proposed.index, { resolve, reject, term: proposed.term });
+    });
+  }
+
+  /** Resolves once this node may serve a linearizable read of its applied state. */
+  readBarrier(): Promise<void> {
+    this.#checkUsable();
+    if (this.#reads.size >= (this.#options.pendingMax ?? HOST_DEFAULTS.pendingMax)) {
+      return Promise.reject(new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "too many reads pending"));
+    }
+    const key = `${this.#options.id}.${++this.#readSeq}`;
+    try {
+      this.raft.readIndex(new TextEncoder().encode(key));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#kick();
+    return new Promise<void>((resolve, reject) => this.#reads.set(key, { resolve, reject }));
+  }
+
+  #checkUsable(): void {
+    if (this.#fatal) throw this.#fatal;
+    if (this.#stopped)
+      throw new MetaraftError("MR_ERR_NOT_LEADER", "the node is stopped", { details: { leader: 0 } });
+  }
+
+  #receive(from: NodeId, payload: Uint8Array): void {
+    let decoded: Message | SnapshotChunk;
+    try {
+      decoded = unpack(payload) as Message | SnapshotChunk;
+    } catch {
+      return; // A peer that sends garbage is ignored; authenticated peers do not.
+    }
+    if ("chunk" in decoded) {
+      const message = this.#reassemble(from, decoded.chunk);
+      if (message) this.#inbox.push(message);
+    } else {
+      if (decoded.from !== from) return;
+      this.#inbox.push(decoded);
+    }
+    this.#kick();
+  }
+
+  #reassemble(from: NodeId, chunk: SnapshotChunk["chunk"]): Message | undefined {
+    let partial = this.#chunks.get(from);
+    if (chunk.seq === 0) {
+      partial = { id: chunk.id, parts: [], bytes: 0 };
+      this.#chunks.set(from, partial);
+    }
+    if (!partial || partial.id !== chunk.id || partial.parts.length !== chunk.seq) {
+      this.#chunks.delete(from);
+      return undefined;
+    }
+    partial.parts.push(chunk.bytes);
+    partial.bytes += chunk.bytes.length;
+    if (partial.bytes > HOST_DEFAULTS.snapshotBytesMax) {
+      this.#chunks.delete(from);
+      return undefined;
+    }
+    if (partial.parts.length < chunk.total) return undefined;
+    this.#chunks.delete(from);
+    return unpack(Buffer.concat(partial.parts)) as Message;
+  }
+
+  #send(message: Message): void {
+    this.stats.messagesSent++;
+    const payload = pack(message);
+    const chunkBytes = this.#options.snapshotChunkBytes ?? HOST_DEFAULTS.snapshotChunkBytes;
+    if (message.type !== "snap" || payload.length <= chunkBytes) {
+      if (!this.#options.transport.send(message.to, payload)) this.raft.reportUnreachable(message.to);
+      if (message.type === "snap") this.raft.reportSnapshot(message.to, true);
+      return;
+    }
+    const id = ++this.#snapshotSeq;
+    const total = Math.ceil(payload.length / chunkBytes);
+    let ok = true;
+    for (let seq = 0; seq < total && ok; seq++) {
+      const bytes = payload.subarray(seq * chunkBytes, (seq + 1) * chunkBytes);
+      ok = this.#options.transport.send(message.to, pack({ chunk: { id, seq, total, bytes } }));
+    }
+    this.raft.reportSnapshot(message.to, ok);
+  }
+
+  #kick(): void {
+    if (!this.#running || this.#stopped) return;
+    if (this.#processing) {
+      this.#again = true;
+      return;
+    }
+    this.#processing = true;
+    setImmediate(() => {
+      this.#process()
+        .catch((error: unknown) => this.#die(error))
+        .finally(() => {
+          this.#processing = false;
+          if (this.#again) {
+            this.#again = false;
+            this.#kick();
+          }
+        });
+    });
+  }
+
+  async #process(): Promise<void> {
+    for (;;) {
+      for (const message of this.#inbox.splice(0)) this.raft.step(message);
+      if (!this.raft.hasReady()) return;
+      await this.#handle(this.raft.ready());
+      if (this.#stopped) return;
+    }
+  }
+
+  async #handle(ready: Ready): Promise<void> {
+    if (ready.softState) this.#onSoftState(ready.softState);
+    // The leader's appends go out while its own write is under way.
+    for (const message of ready.eagerMessages) this.#send(message);
+    if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
+      this.stats.saves++;
+      this.stats.entriesSaved += ready.entries.length;
+      await this.#options.storage.save({
+        hardState: ready.hardState,
+        entries: ready.entries,
+        snapshot: ready.snapshot,
+      });
+    }
+    for (const message of ready.messages) this.#send(message);
+    if (ready.snapshot) {
+      this.#options.stateMachine.restore(ready.snapshot.data, ready.snapshot.meta.index);
+      this.#applied = ready.snapshot.meta.index;
+      this.#lastSnapshotIndex = ready.snapshot.meta.index;
+      this.#confState = ready.snapshot.meta.confState;
+    }
+    for (const entry of ready.committedEntries) this.#apply(entry);
+    for (const read of ready.readStates) {
+      this.#readsWaitingForApply.push({ index: read.index, key: new TextDecoder().decode(read.ctx) });
+    }
+    this.#releaseReads();
+    this.raft.advance();
+    this.#maybeSnapshot();
+  }
+
+  #apply(entry: Entry): void {
+    if (entry.index <= this.#applied) return; // Already in the state machine (restart replay).
+    let result: Result | undefined;
+    let failure: Error | undefined;
+    if (entry.type === "confChange") {
+      this.#confState = this.raft.applyConfChange(Raft.decodeConfChange(entry));
+    }
+    try {
+      result = this.#options.stateMachine.apply(entry);
+    } catch (error) {
+      // A deterministic rejection by the state machine is the proposer's answer, not a crash.
+      failure = error instanceof Error ? error : new Error(String(error));
+    }
+    this.#applied = entry.index;
+    this.stats.entriesApplied++;
+    const pending = this.#proposals.get(entry.index);
+    if (!pending) return;
+    this.#proposals.delete(entry.index);
+    if (pending.term !== entry.term) {
+      pending.reject(new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "the entry was replaced by a new leader"));
+    } else if (failure) {
+      pending.reject(failure);
+    } else {
+      pending.resolve(result as Result);
+    }
+  }
+
+  #releaseReads(): void {
+    while (this.#readsWaitingForApply.length > 0 && this.#readsWaitingForApply[0]!.index <= this.#applied) {
+      const { key } = this.#readsWaitingForApply.shift()!;
+      this.#reads.get(key)?.resolve();
+      this.#reads.delete(key);
+    }
+  }
+
+  #onSoftState(state: SoftState): void {
+    if (state.role !== "leader") {
+      // Requests that depended on this node's leadership go back to the client to retry.
+      const error = new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: state.leader } });
+      for (const pending of this.#proposals.values()) pending.reject(error);
+      this.#proposals.clear();
+      for (const pending of this.#reads.values()) pending.reject(error);
+      this.#reads.clear();
+      this.#readsWaitingForApply.length = 0;
+    }
+    this.#options.onSoftState?.(state);
+  }
+
+  #maybeSnapshot(): void {
+    const every = this.#options.snapshotEntries ?? HOST_DEFAULTS.snapshotEntries;
+    if (this.#applied - this.#lastSnapshotIndex < every) return;
+    const storage = this.#options.storage;
+    if (this.#applied > storage.lastIndex()) return;
+    storage.createSnapshot(this.#applied, this.#confState, this.#options.stateMachine.snapshot());
+    this.#lastSnapshotIndex = this.#applied;
+    const trailing = this.#options.snapshotTrailingEntries ?? HOST_DEFAULTS.snapshotTrailingEntries;
+    const compactTo = this.#applied + 1 - trailing;
+    if (compactTo > storage.firstIndex()) storage.compact(compactTo);
+  }
+
+  #failPending(error: Error): void {
+    for (const pending of this.#proposals.values()) pending.reject(error);
+    this.#proposals.clear();
+    for (const pending of this.#reads.values()) pending.reject(error);
+    this.#reads.clear();
+  }
+
+  /** A storage failure (a corrupt record, a full disk) stops the node rather than risk wrong answers. */
+  #die(error: unknown): void {
+    this.#fatal = error instanceof Error ? error : new Error(String(error));
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#failPending(this.#fatal);
+    process.emitWarning(`raft host ${this.#options.id} stopped: ${this.#fatal.message}`);
+  }
+}

@@ -1,0 +1,154 @@
+import { createServer, type Server, type Socket } from "node:net";
+import { pack, unpack } from "msgpackr";
+import { MetaraftError } from "../errors.js";
+import { encodeFrame, FrameDecoder } from "../transport/index.js";
+
+/** One request on a client connection; `id` pairs it with its response (requests pipeline). */
+export interface RpcRequest {
+  readonly id: number;
+  readonly op: string;
+  readonly [field: string]: unknown;
+}
+
+export type RpcResponse =
+  | { readonly id: number; readonly ok: true; readonly [field: string]: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: ReturnType<MetaraftError["toJSON"]> };
+
+export type RpcHandler = (request: RpcRequest) => Promise<Record<string, unknown>> | Record<string, unknown>;
+
+export interface RpcServerOptions {
+  readonly host?: string;
+  readonly port: number;
+  readonly clusterId: string;
+  readonly handler: RpcHandler;
+  /** Sent back with a successful hello (the node id, so clients can map leaders to endpoints). */
+  readonly hello?: Record<string, unknown>;
+  /** The largest request frame; a larger one closes the connection with FRAME_TOO_LARGE. */
+  readonly frameBytesMax?: number;
+  /** Requests in progress per connection; more wait in the socket (TCP backpressure). */
+  readonly inflightPerConnectionMax?: number;
+  readonly connectionsMax?: number;
+}
+
+export const RPC_PROTOCOL_VERSION = 1;
+export const RPC_DEFAULTS = {
+  frameBytesMax: 4 * 1024 * 1024,
+  inflightPerConnectionMax: 1024,
+  connectionsMax: 1024,
+} as const;
+
+/**
+ * Framed TCP with MessagePack bodies. The first frame is a hello `{ protocol, clusterId }`,
+ * answered with `{ ok, nodeId? }`; then every frame is a request, answered by a response with
+ * the same id, possibly out of order. Bad input gets an error response with a registry code,
+ * or, when the framing itself is broken, the connection is closed; the server keeps serving.
+ */
+export class RpcServer {
+  readonly #options: RpcServerOptions;
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+
+  constructor(options: RpcServerOptions) {
+    this.#options = options;
+    this.#server = createServer((socket) => this.#accept(socket));
+    this.#server.maxConnections = options.connectionsMax ?? RPC_DEFAULTS.connectionsMax;
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.#options.port, this.#options.host ?? "127.0.0.1", () => resolve());
+    });
+    const address = this.#server.address();
+    if (typeof address !== "object" || address === null)
+      throw new MetaraftError("MR_ERR_INTERNAL", "no address");
+    return { host: address.address, port: address.port };
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.setNoDelay(true);
+    const frameBytesMax = this.#options.frameBytesMax ?? RPC_DEFAULTS.frameBytesMax;
+    const inflightMax = this.#options.inflightPerConnectionMax ?? RPC_DEFAULTS.inflightPerConnectionMax;
+    let greeted = false;
+    let inflight = 0;
+    const reply = (message: unknown): void => {
+      if (!socket.destroyed) socket.write(encodeFrame(pack(message), frameBytesMax * 4));
+    };
+    const decoder = new FrameDecoder({
+      frameBytesMax,
+      onFrame: (payload) => {
+        let body: unknown;
+        try {
+          body = unpack(payload);
+        } catch {
+          reply({
+            id: 0,
+            ok: false,
+            error: new MetaraftError("MR_ERR_INVALID_ARGUMENT", "body is not MessagePack").toJSON(),
+          });
+          return;
+        }
+        if (!greeted) {
+          const hello = body as { protocol?: unknown; clusterId?: unknown };
+          if (hello?.protocol !== RPC_PROTOCOL_VERSION || hello.clusterId !== this.#options.clusterId) {
+            reply({
+              ok: false,
+              error: new MetaraftError("MR_ERR_HANDSHAKE_REJECTED", "protocol or cluster id").toJSON(),
+            });
+            socket.end();
+            return;
+          }
+          greeted = true;
+          reply({ ok: true, ...this.#options.hello });
+          return;
+        }
+        const request = body as RpcRequest;
+        if (
+          typeof request !== "object" ||
+          request === null ||
+          typeof request.id !== "number" ||
+          typeof request.op !== "string"
+        ) {
+          reply({
+            id: 0,
+            ok: false,
+            error: new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a request needs id and op").toJSON(),
+          });
+          return;
+        }
+        if (++inflight >= inflightMax) socket.pause();
+        Promise.resolve()
+          .then(() => this.#options.handler(request))
+          .then(
+            (result) => reply({ ...result, id: request.id, ok: true }),
+            (error: unknown) => {
+              const coded =
+                error instanceof MetaraftError
+                  ? error
+                  : new MetaraftError("MR_ERR_INTERNAL", String(error), { cause: error });
+              reply({ id: request.id, ok: false, error: coded.toJSON() });
+            },
+          )
+          .finally(() => {
+            if (--inflight < inflightMax) socket.resume();
+          });
+      },
+    });
+    socket.on("data", (chunk: Buffer) => {
+      const error = decoder.push(chunk);
+      if (error) {
+        // The stream cannot be re-synchronised after a broken frame: say why, then hang up.
+        reply({ id: 0, ok: false, error: error.toJSON() });
+        socket.end();
+      }
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => this.#sockets.delete(socket));
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
