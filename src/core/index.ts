@@ -70,6 +70,31 @@ function bySize<T extends CoreSync | CoreAsync>(
   return core as unknown as Omit<T, "impl">;
 }
 
+/**
+ * The synchronous `auto` core: both implementations and every threshold resolved once, so a
+ * call costs one comparison more than calling the chosen implementation directly.
+ */
+function autoSync(ts: CoreSync, wasm: CoreSync, t: Readonly<Record<CorePath, PathThresholds>>): CoreSync {
+  const crc = t.crc32c.wasm;
+  const frames = t.frames.wasm;
+  const deltas = t.deltas.wasm;
+  const keys = t.keys.wasm;
+  const merge = t.merge.wasm;
+  const indexes = t.indexes.wasm;
+  return {
+    impl: "auto",
+    crc32c: (data, seed) => (data.length >= crc ? wasm : ts).crc32c(data, seed),
+    encodeFrames: (events, max) => (sumLengths(events) >= frames ? wasm : ts).encodeFrames(events, max),
+    splitFrames: (buf, max) => (buf.length >= frames ? wasm : ts).splitFrames(buf, max),
+    encodeDeltas: (values) => (8 * values.length >= deltas ? wasm : ts).encodeDeltas(values),
+    decodeDeltas: (buf) => (4 * buf.length >= deltas ? wasm : ts).decodeDeltas(buf),
+    encodeKeys: (list) => (sumLengths(list) >= keys ? wasm : ts).encodeKeys(list),
+    decodeKeys: (buf, max) => (4 * buf.length >= keys ? wasm : ts).decodeKeys(buf, max),
+    mergeWriteSets: (sets) => (sumLengths(sets) >= merge ? wasm : ts).mergeWriteSets(sets),
+    allocateIndexes: (base, counts) => (counts.length >= indexes ? wasm : ts).allocateIndexes(base, counts),
+  };
+}
+
 /** Wraps a synchronous core so it answers the asynchronous interface. */
 function asAsync(core: () => CoreSync): CoreAsync {
   const wrapped: Record<string, unknown> = {};
@@ -119,16 +144,9 @@ export function createCore(options: CoreOptions = {}): Core {
       async = lazyPool();
       break;
     case "auto": {
-      const autoSync = {
-        ...bySize<CoreSync>(
-          () => tsCore,
-          wasmOrTs,
-          (path) => thresholds[path].wasm,
-        ),
-        impl: "auto",
-      };
-      sync = autoSync as CoreSync;
-      const inline = asAsync(() => autoSync as CoreSync);
+      const inlineSync = autoSync(tsCore, wasmOrTs(), thresholds);
+      sync = inlineSync;
+      const inline = asAsync(() => inlineSync);
       async = {
         ...bySize<CoreAsync>(
           () => inline,
