@@ -69,7 +69,9 @@ class Connection {
         else waiting.reject(MetaraftError.fromJSON(body.error));
       },
     });
-    this.#socket.on("connect", () => this.#socket.write(encodeFrame(pack({ protocol: 1, clusterId }))));
+    // Written before anything else (the socket buffers it until connected), so the hello is
+    // always the first frame, even when calls are made while the connection is being set up.
+    this.#socket.write(encodeFrame(pack({ protocol: 1, clusterId })));
     this.#socket.on("data", (chunk: Buffer) => {
       const error = decoder.push(chunk);
       if (error) this.#fail(error);
@@ -137,7 +139,10 @@ export class RpcClient {
   }
 
   async #connectionFor(): Promise<Connection> {
-    if (this.#connection && !this.#connection.closed) return this.#connection;
+    if (this.#connection && !this.#connection.closed) {
+      await this.#connection.ready;
+      return this.#connection;
+    }
     const endpoint = this.#options.endpoints[this.#target % this.#options.endpoints.length]!;
     const connection = new Connection(
       endpoint,
