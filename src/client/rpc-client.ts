@@ -2,6 +2,7 @@ import { connect, type Socket } from "node:net";
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
 import { encodeFrame, FrameDecoder } from "../transport/index.js";
+import { WriteBatcher } from "../transport/write-batcher.js";
 
 export interface Endpoint {
   readonly host: string;
@@ -36,6 +37,7 @@ class Connection {
   #nextId = 1;
   #closed: MetaraftError | undefined;
   readonly ready: Promise<{ nodeId?: number }>;
+  readonly #out: WriteBatcher;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -44,6 +46,7 @@ class Connection {
   ) {
     this.#socket = connect({ host: endpoint.host, port: endpoint.port });
     this.#socket.setNoDelay(true);
+    this.#out = new WriteBatcher(this.#socket, frameBytesMax);
     let greeting: Waiting | undefined;
     this.ready = new Promise((resolve, reject) => {
       greeting = { resolve, reject };
@@ -104,7 +107,7 @@ class Connection {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      this.#socket.write(encodeFrame(pack({ ...request, id })));
+      this.#out.write(pack({ ...request, id }));
     });
   }
 

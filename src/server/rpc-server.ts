@@ -1,7 +1,8 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
-import { encodeFrame, FrameDecoder } from "../transport/index.js";
+import { FrameDecoder } from "../transport/index.js";
+import { WriteBatcher } from "../transport/write-batcher.js";
 
 /** One request on a client connection; `id` pairs it with its response (requests pipeline). */
 export interface RpcRequest {
@@ -31,6 +32,8 @@ export interface RpcServerOptions {
 }
 
 export const RPC_PROTOCOL_VERSION = 1;
+/** Responses may carry more than requests (a listing); each is still bounded. */
+export const RPC_RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
 export const RPC_DEFAULTS = {
   frameBytesMax: 4 * 1024 * 1024,
   inflightPerConnectionMax: 1024,
@@ -72,9 +75,8 @@ export class RpcServer {
     const inflightMax = this.#options.inflightPerConnectionMax ?? RPC_DEFAULTS.inflightPerConnectionMax;
     let greeted = false;
     let inflight = 0;
-    const reply = (message: unknown): void => {
-      if (!socket.destroyed) socket.write(encodeFrame(pack(message), frameBytesMax * 4));
-    };
+    const out = new WriteBatcher(socket, RPC_RESPONSE_BYTES_MAX);
+    const reply = (message: unknown): void => out.write(pack(message));
     const decoder = new FrameDecoder({
       frameBytesMax,
       onFrame: (payload) => {
@@ -140,6 +142,7 @@ export class RpcServer {
       if (error) {
         // The stream cannot be re-synchronised after a broken frame: say why, then hang up.
         reply({ id: 0, ok: false, error: error.toJSON() });
+        out.flush();
         socket.end();
       }
     });

@@ -26,3 +26,4 @@ export {
   type TransportStats,
 } from "./peer-transport.js";
 export { SendQueue } from "./send-queue.js";
+export { WRITE_BATCH_MESSAGES_MAX, WriteBatcher } from "./write-batcher.js";

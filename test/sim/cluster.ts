@@ -126,7 +126,8 @@ class Schedule {
   }
 }
 
-const before = (a: InFlightMessage, b: InFlightMessage): boolean => a.at < b.at || (a.at === b.at && a.order < b.order);
+const before = (a: InFlightMessage, b: InFlightMessage): boolean =>
+  a.at < b.at || (a.at === b.at && a.order < b.order);
 
 interface PendingOp {
   readonly op: KvOp & { ret: number | null; output?: string | null | boolean };
@@ -206,11 +207,13 @@ export class Simulation {
     const voters = Array.from({ length: count }, (_, i) => i + 1);
     for (const id of voters) {
       const node = new SimNode(id, new MemoryStorage({ voters, learners: [] }));
-      node.tickPeriod = TICK_UNITS + Math.floor(this.#random() * (2 * this.faults.driftMax + 1)) - this.faults.driftMax;
+      node.tickPeriod =
+        TICK_UNITS + Math.floor(this.#random() * (2 * this.faults.driftMax + 1)) - this.faults.driftMax;
       this.#start(node);
       this.nodes.push(node);
     }
-    for (let i = 0; i < (options.clients ?? 3); i++) this.#clients.push({ busy: false, leaderGuess: 1, seq: 0 });
+    for (let i = 0; i < (options.clients ?? 3); i++)
+      this.#clients.push({ busy: false, leaderGuess: 1, seq: 0 });
   }
 
   #fail(message: string): never {
@@ -319,13 +322,16 @@ export class Simulation {
         if (leader && this.nodes.every((n) => n.applied === commit && n.raft?.leader === leader.id)) return;
       }
     }
-    const states = this.nodes.map((n) => `${n.id}:${n.raft?.role}/t${n.raft?.term}/applied=${n.applied}`).join(" ");
+    const states = this.nodes
+      .map((n) => `${n.id}:${n.raft?.role}/t${n.raft?.term}/applied=${n.applied}`)
+      .join(" ");
     this.#fail(`liveness: no converged cluster with a committed write after ${units} units (${states})`);
   }
 
   #step(): void {
     this.#time++;
-    for (let m = this.#network.popDue(this.#time); m; m = this.#network.popDue(this.#time)) this.#deliver(m.message);
+    for (let m = this.#network.popDue(this.#time); m; m = this.#network.popDue(this.#time))
+      this.#deliver(m.message);
     for (const node of this.nodes) {
       if (!node.raft) continue;
       if (this.#time >= node.nextTick) {
@@ -374,7 +380,10 @@ export class Simulation {
         node.reads.clear();
       }
       for (const m of ready.eagerMessages) this.#send(m);
-      node.persisting = { ready, doneAt: this.#time + Math.floor(this.#random() * (this.faults.diskDelayMax + 1)) };
+      node.persisting = {
+        ready,
+        doneAt: this.#time + Math.floor(this.#random() * (this.faults.diskDelayMax + 1)),
+      };
       if (this.faults.diskDelayMax === 0) this.#processNode(node);
     }
   }
@@ -393,7 +402,9 @@ export class Simulation {
       if (index < first) continue;
       const term = raft.log.term(index);
       if (term !== applied.term) {
-        this.#fail(`leader ${node.id} of term ${raft.term} lacks committed entry ${applied.term}/${index} (has ${term})`);
+        this.#fail(
+          `leader ${node.id} of term ${raft.term} lacks committed entry ${applied.term}/${index} (has ${term})`,
+        );
       }
     }
   }
@@ -406,7 +417,9 @@ export class Simulation {
     const data = Buffer.from(entry.data).toString();
     const seen = this.#appliedEntries.get(entry.index);
     if (seen && (seen.term !== entry.term || seen.data !== data)) {
-      this.#fail(`node ${node.id} applies ${entry.term}/${entry.index} "${data}" where another applied ${seen.term}/${entry.index} "${seen.data}"`);
+      this.#fail(
+        `node ${node.id} applies ${entry.term}/${entry.index} "${data}" where another applied ${seen.term}/${entry.index} "${seen.data}"`,
+      );
     }
     if (!seen) this.#appliedEntries.set(entry.index, { term: entry.term, data });
     if (entry.type === "confChange") {
@@ -503,8 +516,16 @@ export class Simulation {
   }
 
   #startCas(node: SimNode, clientIndex: number, key: string): PendingOp | null {
-    const expected = this.#random() < 0.3 ? null : `v${Math.floor(this.#random() * this.#clients.length)}.${Math.floor(this.#random() * 5)}`;
-    return this.#propose(node, clientIndex, { kind: "cas", key, value: `c${clientIndex}.${this.#time}`, expected });
+    const expected =
+      this.#random() < 0.3
+        ? null
+        : `v${Math.floor(this.#random() * this.#clients.length)}.${Math.floor(this.#random() * 5)}`;
+    return this.#propose(node, clientIndex, {
+      kind: "cas",
+      key,
+      value: `c${clientIndex}.${this.#time}`,
+      expected,
+    });
   }
 
   #propose(
@@ -547,7 +568,13 @@ export class Simulation {
       this.#redirect(client, error);
       return;
     }
-    const op: KvOp & { ret: number | null } = { client: clientIndex, kind: "get", key, call: this.#time, ret: null };
+    const op: KvOp & { ret: number | null } = {
+      client: clientIndex,
+      kind: "get",
+      key,
+      call: this.#time,
+      ret: null,
+    };
     this.history.push(op);
     node.reads.set(ctx, { op, deadline: this.#time + OP_TIMEOUT_UNITS, clientIndex, key });
     client.busy = true;
@@ -616,7 +643,8 @@ export class Simulation {
 
   #checkLinearizable(): void {
     const result = checkKv(this.history);
-    if (result.kind === "violation") this.#fail(`history not linearizable on key ${result.key}: ${result.explanation}`);
+    if (result.kind === "violation")
+      this.#fail(`history not linearizable on key ${result.key}: ${result.explanation}`);
   }
 }
 

@@ -42,7 +42,9 @@ function main(): void {
     console.log(`seed=${failure.seed} FAILED: ${failure.failure}`);
     console.log(`  replay: npm run sim -- --seed ${failure.seed}`);
   }
-  console.log(`${count - failures.length} passed, ${failures.length} failed (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  console.log(
+    `${count - failures.length} passed, ${failures.length} failed (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
   process.exitCode = failures.length === 0 ? 0 : 1;
 }
 

@@ -9,7 +9,9 @@ const SEEDS = Number(process.env.SIM_SEEDS ?? 2000);
 describe("deterministic simulation", () => {
   it(`keeps Raft safe and the KV history linearizable over ${SEEDS} seeds`, () => {
     const failures = runSeeds(1, SEEDS);
-    const report = failures.map((f) => `seed=${f.seed} ${f.failure}\n  replay: npm run sim -- --seed ${f.seed}`);
+    const report = failures.map(
+      (f) => `seed=${f.seed} ${f.failure}\n  replay: npm run sim -- --seed ${f.seed}`,
+    );
     assert.deepEqual(report, []);
   });
 
