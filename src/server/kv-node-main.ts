@@ -39,6 +39,11 @@ async function main(): Promise<void> {
     electionTicks: Number(values["election-ticks"]),
     snapshotEntries: Number(values["snapshot-entries"]),
     opaque: values.opaque,
+    onFatal: (error) => {
+      // Serving on after a storage failure could answer with wrong data: stop, loudly.
+      process.stderr.write(`node ${values.id} stopped: ${error.message}\n`);
+      process.exit(2);
+    },
   });
   process.stdout.write(`${JSON.stringify({ ready: node.status() })}\n`);
   let closing = false;

@@ -24,6 +24,7 @@ export interface KvNodeOptions {
   /** Apply nothing: the Raft benchmark's no-op state machine. */
   readonly opaque?: boolean;
   readonly logger?: TransportLogger;
+  readonly onFatal?: (error: Error) => void;
 }
 
 /** Parses `1@127.0.0.1:7001:8001,2@…` (id @ host : raft port : client port). */
@@ -80,6 +81,7 @@ export class KvNode {
       tickMs: options.tickMs ?? 50,
       raft: { electionTicks: options.electionTicks ?? 10 },
       ...(options.snapshotEntries ? { snapshotEntries: options.snapshotEntries } : {}),
+      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
     });
     this.#rpc = new RpcServer({
       host: self.host,

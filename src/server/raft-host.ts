@@ -49,6 +49,8 @@ export interface RaftHostOptions<Result> {
   readonly pendingMax?: number;
   readonly random?: () => number;
   readonly onSoftState?: (state: SoftState) => void;
+  /** The node cannot go on (a corrupt log record, a failed write); the default only warns. */
+  readonly onFatal?: (error: Error) => void;
 }
 
 export const HOST_DEFAULTS = {
@@ -386,6 +388,7 @@ export class RaftHost<Result> {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#failPending(this.#fatal);
-    process.emitWarning(`raft host ${this.#options.id} stopped: ${this.#fatal.message}`);
+    if (this.#options.onFatal) this.#options.onFatal(this.#fatal);
+    else process.emitWarning(`raft host ${this.#options.id} stopped: ${this.#fatal.message}`);
   }
 }
