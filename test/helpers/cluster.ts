@@ -33,6 +33,9 @@ interface Member {
   readonly raftPort: number;
   readonly clientPort: number;
   process: ChildProcess | null;
+  /** What the node wrote to stderr (the last 64 KiB), for tests of how it fails. */
+  stderr: string;
+  exitCode: number | null;
 }
 
 /** Real node processes on loopback, each with its own LMDB directory. */
@@ -51,7 +54,14 @@ export class ProcessCluster {
   static async start(options: ClusterOptions = {}): Promise<ProcessCluster> {
     const cluster = new ProcessCluster(options);
     for (let id = 1; id <= (options.nodes ?? 3); id++) {
-      cluster.members.push({ id, raftPort: await freePort(), clientPort: await freePort(), process: null });
+      cluster.members.push({
+        id,
+        raftPort: await freePort(),
+        clientPort: await freePort(),
+        process: null,
+        stderr: "",
+        exitCode: null,
+      });
     }
     await Promise.all(cluster.members.map((m) => cluster.startNode(m.id)));
     return cluster;
@@ -83,9 +93,18 @@ export class ProcessCluster {
         `--snapshot-entries=${o.snapshotEntries ?? 10000}`,
         ...(o.opaque ? ["--opaque"] : []),
       ],
-      { stdio: ["ignore", "pipe", "inherit"] },
+      { stdio: ["ignore", "pipe", "pipe"] },
     );
     member.process = child;
+    member.stderr = "";
+    member.exitCode = null;
+    child.stderr!.on("data", (chunk: Buffer) => {
+      member.stderr = (member.stderr + chunk.toString()).slice(-65536);
+      process.stderr.write(chunk);
+    });
+    child.on("exit", (code) => {
+      member.exitCode = code;
+    });
     await new Promise<void>((resolve, reject) => {
       const lines = createInterface({ input: child.stdout! });
       lines.once("line", () => resolve());
