@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { pino } from "pino";
 import { MetaraftError } from "../errors.js";
 import { openRaftLog } from "../storage/index.js";
 import { KvNode, parseCluster } from "./kv-node.js";
@@ -28,6 +29,8 @@ async function main(): Promise<void> {
       "usage: --id N --cluster id@host:raft:client,... --data DIR",
     );
   }
+  // Logs go to stderr as JSON lines; stdout carries only the ready line.
+  const logger = pino({ base: { node: Number(values.id) } }, pino.destination(2));
   const storage = await openRaftLog(values.data);
   const node = await KvNode.start({
     id: Number(values.id),
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
     electionTicks: Number(values["election-ticks"]),
     snapshotEntries: Number(values["snapshot-entries"]),
     opaque: values.opaque,
+    logger,
     onFatal: (error) => {
       // Serving on after a storage failure could answer with wrong data: stop, loudly.
       process.stderr.write(`node ${values.id} stopped: ${error.message}\n`);
