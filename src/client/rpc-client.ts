@@ -118,6 +118,7 @@ class Connection {
 
 const RETRYABLE = new Set([
   "MR_ERR_NOT_LEADER",
+  "MR_ERR_NOT_READY",
   "MR_ERR_CONNECTION_CLOSED",
   "MR_ERR_PROPOSAL_DROPPED",
   "MR_ERR_UNAVAILABLE",
@@ -141,25 +142,28 @@ export class RpcClient {
     this.#options = options;
   }
 
-  async #connectionFor(): Promise<Connection> {
-    if (this.#connection && !this.#connection.closed) {
-      await this.#connection.ready;
-      return this.#connection;
-    }
-    const endpoint = this.#options.endpoints[this.#target % this.#options.endpoints.length]!;
+  /** The current connection, or a new one to the current target (its hello may be under way). */
+  #ensureConnection(): Connection {
+    if (this.#connection && !this.#connection.closed) return this.#connection;
+    const index = this.#target % this.#options.endpoints.length;
     const connection = new Connection(
-      endpoint,
+      this.#options.endpoints[index]!,
       this.#options.clusterId,
       this.#options.frameBytesMax ?? RPC_CLIENT_DEFAULTS.frameBytesMax,
     );
     this.#connection = connection;
-    const hello = await connection.ready;
-    if (typeof hello.nodeId === "number")
-      this.#endpointOfNode.set(hello.nodeId, this.#target % this.#options.endpoints.length);
+    connection.ready.then(
+      (hello) => {
+        if (typeof hello.nodeId === "number") this.#endpointOfNode.set(hello.nodeId, index);
+      },
+      () => undefined,
+    );
     return connection;
   }
 
-  #moveOn(error: MetaraftError): void {
+  /** Moves to the leader (or the next endpoint), unless another call already moved off `from`. */
+  #moveOn(error: MetaraftError, from: Connection | undefined): void {
+    if (from !== this.#connection) return;
     const leader = error.details?.leader;
     const known = typeof leader === "number" ? this.#endpointOfNode.get(leader) : undefined;
     this.#target = known ?? this.#target + 1;
@@ -178,12 +182,13 @@ export class RpcClient {
       for (let attempt = 0; ; attempt++) {
         const left = deadline - Date.now();
         if (left <= 0) throw new MetaraftError("MR_ERR_TIMEOUT", `${op} after ${attempt} attempts`);
+        const connection = this.#ensureConnection();
         try {
-          const connection = await withTimeout(this.#connectionFor(), left);
+          await withTimeout(connection.ready, left);
           return await withTimeout(connection.call({ op, ...fields }), deadline - Date.now());
         } catch (error) {
           if (!(error instanceof MetaraftError) || !RETRYABLE.has(error.code)) throw error;
-          this.#moveOn(error);
+          this.#moveOn(error, connection);
           await new Promise((r) => setTimeout(r, Math.min(10 * 2 ** Math.min(attempt, 5), 200)));
         }
       }

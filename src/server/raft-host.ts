@@ -160,18 +160,17 @@ export class RaftHost<Result> {
     );
   }
 
-  /** Proposes `data`; resolves with the state machine's result once the entry is applied here. */
+  /**
+   * Proposes `data`; resolves with the state machine's result once the entry is applied here.
+   * Throws at once (NOT_LEADER, PROPOSAL_DROPPED) when the entry was not even appended, so that
+   * a caller proposing in order can stop before the next one.
+   */
   propose(data: Uint8Array): Promise<Result> {
     this.#checkUsable();
     if (this.#proposals.size >= (this.#options.pendingMax ?? HOST_DEFAULTS.pendingMax)) {
-      return Promise.reject(new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "too many proposals pending"));
+      throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "too many proposals pending");
     }
-    let proposed: { index: number; term: number };
-    try {
-      proposed = this.raft.propose(data);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const proposed = this.raft.propose(data);
     this.#kick();
     return new Promise<Result>((resolve, reject) => {
       this.#proposals.set(proposed.index, { resolve, reject, term: proposed.term });

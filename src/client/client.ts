@@ -1,0 +1,151 @@
+import { randomUUID } from "node:crypto";
+import { type Endpoint, RpcClient, type RpcClientOptions } from "./rpc-client.js";
+
+export interface ClientOptions {
+  readonly endpoints: readonly Endpoint[];
+  readonly clusterId?: string;
+  /** Per call, across redirects and retries. */
+  readonly timeoutMs?: number;
+  /** Identifies this client in the replay cache; a fresh one per client by default. */
+  readonly clientId?: string;
+  readonly inflightMax?: number;
+}
+
+export interface ReadOptions {
+  /** Serve from any node's applied state, without a ReadIndex round; may be behind. */
+  readonly stale?: boolean;
+  readonly timeoutMs?: number;
+}
+
+export interface ListOptions extends ReadOptions {
+  readonly prefix?: string;
+  readonly startAfter?: string;
+  /** At most 1,000. */
+  readonly limit?: number;
+}
+
+export interface ListPage<T> {
+  readonly items: T[];
+  readonly truncated: boolean;
+  readonly nextStartAfter?: string;
+}
+
+type Reply = Record<string, unknown>;
+
+/**
+ * The TypeScript client: connects to any node, follows NOT_LEADER to the leader, retries a
+ * write with the same call id (so the replay cache answers a retry whose first attempt
+ * committed), pipelines calls on one connection, and gives every call a deadline.
+ */
+export class MetaraftClient {
+  readonly clientId: string;
+  readonly #rpc: RpcClient;
+  #callId = 0;
+
+  constructor(options: ClientOptions) {
+    this.clientId = options.clientId ?? randomUUID();
+    const rpcOptions: RpcClientOptions = {
+      endpoints: options.endpoints,
+      clusterId: options.clusterId ?? "metaraft-dev",
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.inflightMax === undefined ? {} : { inflightMax: options.inflightMax }),
+    };
+    this.#rpc = new RpcClient(rpcOptions);
+  }
+
+  /** Any write request by op name; fields as the request spec wants them. */
+  write(op: string, fields: Reply, timeoutMs?: number): Promise<Reply> {
+    const callId = ++this.#callId;
+    return this.#rpc.call(op, { ...fields, clientId: this.clientId, callId }, timeoutMs);
+  }
+
+  read(op: string, fields: Reply, options: ReadOptions = {}): Promise<Reply> {
+    return this.#rpc.call(op, { ...fields, stale: options.stale === true }, options.timeoutMs);
+  }
+
+  createVolume(volume: string, options: { owner?: string; quotaBytes?: number } = {}): Promise<Reply> {
+    return this.write("createVolume", { volume, ...options });
+  }
+
+  deleteVolume(volume: string): Promise<Reply> {
+    return this.write("deleteVolume", { volume });
+  }
+
+  createBucket(volume: string, bucket: string, options: { versioning?: boolean } = {}): Promise<Reply> {
+    return this.write("createBucket", { volume, bucket, ...options });
+  }
+
+  deleteBucket(volume: string, bucket: string): Promise<Reply> {
+    return this.write("deleteBucket", { volume, bucket });
+  }
+
+  /** Allocates the object id; the returned handle must be committed before it expires. */
+  openKey(volume: string, bucket: string, key: string, size = 0): Promise<Reply & { openKeyId: number }> {
+    return this.write("openKey", { volume, bucket, key, size }) as Promise<Reply & { openKeyId: number }>;
+  }
+
+  commitKey(
+    volume: string,
+    bucket: string,
+    key: string,
+    openKeyId: number,
+    info: { size: number; etag: string; metadata?: Record<string, string> },
+  ): Promise<Reply> {
+    return this.write("commitKey", { volume, bucket, key, openKeyId, ...info });
+  }
+
+  /** openKey then commitKey: what a `put` of an object does to its metadata. */
+  async putKey(
+    volume: string,
+    bucket: string,
+    key: string,
+    info: { size: number; etag: string; metadata?: Record<string, string> },
+  ): Promise<Reply> {
+    const { openKeyId } = await this.openKey(volume, bucket, key, info.size);
+    return this.commitKey(volume, bucket, key, openKeyId, info);
+  }
+
+  lookupKey(volume: string, bucket: string, key: string, options?: ReadOptions): Promise<Reply> {
+    return this.read("lookupKey", { volume, bucket, key }, options);
+  }
+
+  deleteKey(volume: string, bucket: string, key: string): Promise<Reply> {
+    return this.write("deleteKey", { volume, bucket, key });
+  }
+
+  renameKey(volume: string, bucket: string, key: string, toKey: string): Promise<Reply> {
+    return this.write("renameKey", { volume, bucket, key, toKey });
+  }
+
+  listVolumes(options: ListOptions = {}): Promise<ListPage<Reply>> {
+    return this.read("listVolumes", listFields(options), options) as unknown as Promise<ListPage<Reply>>;
+  }
+
+  listBuckets(volume: string, options: ListOptions = {}): Promise<ListPage<Reply>> {
+    return this.read("listBuckets", { volume, ...listFields(options) }, options) as unknown as Promise<
+      ListPage<Reply>
+    >;
+  }
+
+  listKeys(volume: string, bucket: string, options: ListOptions = {}): Promise<ListPage<Reply>> {
+    return this.read("listKeys", { volume, bucket, ...listFields(options) }, options) as unknown as Promise<
+      ListPage<Reply>
+    >;
+  }
+
+  status(): Promise<Reply> {
+    return this.#rpc.call("status", {});
+  }
+
+  close(): void {
+    this.#rpc.close();
+  }
+}
+
+function listFields(options: ListOptions): Reply {
+  return {
+    ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+    ...(options.startAfter === undefined ? {} : { startAfter: options.startAfter }),
+    ...(options.limit === undefined ? {} : { limit: options.limit }),
+  };
+}

@@ -1,0 +1,292 @@
+import { type CoreSync, encodeWriteSet, type WriteOp } from "../core/index.js";
+import { MetaraftError } from "../errors.js";
+import type { SoftState } from "../raft/index.js";
+import type { RaftHost } from "../server/raft-host.js";
+import { encodeEntry } from "./entry-codec.js";
+import { callKey, expiredReplyDeletes, lookupReply, REPLY_TTL_MS, replyWrites } from "./replies.js";
+import type { ApplyResult } from "./state-machine.js";
+import { Layer, LayeredReader, type StateStore } from "./state-store.js";
+import { type Request, type RequestSpec, toWriteOp, type Write } from "./types.js";
+
+export type ExecutionMode = "leader-execution" | "replicated-request";
+
+export interface PipelineOptions {
+  readonly mode?: ExecutionMode;
+  /** Batches in flight at once (1 to 32). */
+  readonly batchers?: number;
+  /** Write-set bytes a batch takes at most (a single larger request still goes alone). */
+  readonly batchBytesMax?: number;
+  /** Executed requests waiting for a batcher; more are refused with PROPOSAL_DROPPED. */
+  readonly queueMax?: number;
+  /** The clock the gatekeeper stamps requests with (injected in tests). */
+  readonly clock?: () => number;
+}
+
+export const PIPELINE_DEFAULTS = {
+  mode: "leader-execution" as ExecutionMode,
+  batchers: 6,
+  batchersMax: 32,
+  batchBytesMax: 4 * 1024 * 1024,
+  queueMax: 65_536,
+} as const;
+
+interface Executed {
+  readonly txid: number;
+  readonly writeSet: Uint8Array;
+  readonly reply: Record<string, unknown>;
+  readonly resolve: (reply: Record<string, unknown>) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * The write path on the leader: gatekeeper (validate, replay cache, txid), executor (run the
+ * handler against committed state plus the overlay of executed but unapplied writes), and
+ * batcher (up to `batchers` Raft entries in flight, each carrying everything queued when a
+ * slot freed up: a lone request goes at once, a storm rides in big batches).
+ */
+export class WritePipeline {
+  readonly mode: ExecutionMode;
+  readonly #host: RaftHost<ApplyResult>;
+  readonly #store: StateStore;
+  readonly #specs: ReadonlyMap<string, RequestSpec>;
+  readonly #core: CoreSync;
+  readonly #clock: () => number;
+  readonly #batchers: number;
+  readonly #batchBytesMax: number;
+  readonly #queueMax: number;
+  readonly #overlay = new Layer();
+  readonly #reader: LayeredReader;
+  readonly #queue: Executed[] = [];
+  /** Calls executed or proposed and not yet answered: a retry joins the first attempt. */
+  readonly #inflight = new Map<string, Promise<Record<string, unknown>>>();
+  #batchesInFlight = 0;
+  #nextTxid = 0;
+  /** The index of this leader's no-op: it serves writes once that is applied. */
+  #readyAtIndex = Number.POSITIVE_INFINITY;
+  /** After a dropped batch: no execution until the batches before it are applied. */
+  #draining = false;
+  readonly stats = { batches: 0, requestsBatched: 0 };
+
+  constructor(
+    host: RaftHost<ApplyResult>,
+    store: StateStore,
+    specs: ReadonlyMap<string, RequestSpec>,
+    core: CoreSync,
+    options: PipelineOptions = {},
+  ) {
+    this.#host = host;
+    this.#store = store;
+    this.#specs = specs;
+    this.#core = core;
+    this.mode = options.mode ?? PIPELINE_DEFAULTS.mode;
+    this.#clock = options.clock ?? Date.now;
+    this.#batchers = options.batchers ?? PIPELINE_DEFAULTS.batchers;
+    if (
+      !(
+        Number.isInteger(this.#batchers) &&
+        this.#batchers >= 1 &&
+        this.#batchers <= PIPELINE_DEFAULTS.batchersMax
+      )
+    ) {
+      throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `batchers must be 1 to 32: ${this.#batchers}`);
+    }
+    this.#batchBytesMax = options.batchBytesMax ?? PIPELINE_DEFAULTS.batchBytesMax;
+    this.#queueMax = options.queueMax ?? PIPELINE_DEFAULTS.queueMax;
+    this.#reader = new LayeredReader([this.#overlay], store);
+  }
+
+  /** The leader's view: committed state plus the overlay. */
+  get reader(): LayeredReader {
+    return this.#reader;
+  }
+
+  onSoftState(state: SoftState): void {
+    if (state.role === "leader") {
+      this.#readyAtIndex = this.#host.raft.log.lastIndex();
+      return;
+    }
+    // Nothing executed here may leak into state unless it was committed: drop the overlay.
+    this.#readyAtIndex = Number.POSITIVE_INFINITY;
+    this.#overlay.clear();
+    const error = new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: state.leader } });
+    for (const queued of this.#queue.splice(0)) queued.reject(error);
+  }
+
+  /** Called by the state machine after each batch is applied here. */
+  onBatchApplied(lastTxid: number): void {
+    this.#overlay.pruneUpTo(lastTxid);
+  }
+
+  #checkLeader(): void {
+    if (!this.#host.isLeader) {
+      throw new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: this.#host.leader } });
+    }
+    if (this.#store.appliedIndex < this.#readyAtIndex || this.#draining) {
+      throw new MetaraftError("MR_ERR_NOT_READY", "the leader is applying the entries before its term");
+    }
+    if (this.#nextTxid <= this.#store.lastTxid) this.#nextTxid = this.#store.lastTxid + 1;
+  }
+
+  /** Reads: after a ReadIndex barrier (linearizable) or at once from local state (`stale`). */
+  async read(raw: Request, stale: boolean): Promise<Record<string, unknown>> {
+    const spec = this.#spec(raw);
+    if (spec.kind !== "read") throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `${raw.op} is not a read`);
+    const request = spec.validate(raw);
+    if (!stale) await this.#host.readBarrier();
+    const execution = spec.execute(request, {
+      txid: this.#store.lastTxid,
+      time: this.#clock(),
+      reader: this.#store,
+    });
+    return stale ? { ...execution.reply, appliedIndex: this.#store.appliedIndex } : { ...execution.reply };
+  }
+
+  #spec(raw: Request): RequestSpec {
+    const spec = this.#specs.get(raw.op);
+    if (!spec) throw new MetaraftError("MR_ERR_UNKNOWN_OP", `unknown op "${String(raw.op)}"`);
+    return spec;
+  }
+
+  isRead(op: string): boolean {
+    return this.#specs.get(op)?.kind === "read";
+  }
+
+  /** A write request from a client; `callId` is unique per client and reused by its retries. */
+  submit(clientId: string, callId: number, raw: Request): Promise<Record<string, unknown>> {
+    const key = callKey(clientId, callId);
+    const joined = this.#inflight.get(key);
+    if (joined) return joined;
+    let promise: Promise<Record<string, unknown>>;
+    try {
+      promise = this.#submit(clientId, callId, raw);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#inflight.set(key, promise);
+    const forget = () => this.#inflight.delete(key);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  #submit(clientId: string, callId: number, raw: Request): Promise<Record<string, unknown>> {
+    const spec = this.#spec(raw);
+    if (spec.kind !== "write") throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `${raw.op} is a read`);
+    const request = spec.validate(raw);
+    this.#checkLeader();
+    const time = this.#clock();
+    const cached = lookupReply(this.#reader, clientId, callId, time);
+    if (cached) return Promise.resolve({ ...cached.reply });
+    if (this.mode === "replicated-request") return this.#proposeRequest(clientId, callId, raw, time);
+
+    if (this.#queue.length >= this.#queueMax) {
+      throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `${this.#queueMax} requests are queued`);
+    }
+    const txid = this.#nextTxid;
+    const execution = spec.execute(request, { txid, time, reader: this.#reader });
+    this.#nextTxid++;
+    const writes: Write[] = [
+      ...execution.writes,
+      ...replyWrites(clientId, callId, { txid, expiresAt: time + REPLY_TTL_MS, reply: execution.reply }),
+    ];
+    for (const write of writes) this.#overlay.set(write.table, write.key, write.value, txid);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({
+        txid,
+        writeSet: encodeWriteSet(writes.map(toWriteOp)),
+        reply: execution.reply,
+        resolve,
+        reject,
+      });
+      this.#cut();
+    });
+  }
+
+  async #proposeRequest(
+    clientId: string,
+    callId: number,
+    request: Request,
+    time: number,
+  ): Promise<Record<string, unknown>> {
+    const data = encodeEntry({ kind: "request", time, clientId, callId, request }, this.#core);
+    const result = await this.#host.propose(data);
+    if (result.kind === "error") throw result.error;
+    if (result.kind !== "reply")
+      throw new MetaraftError("MR_ERR_INTERNAL", "a request entry applied as a batch");
+    return result.reply;
+  }
+
+  /** A free batcher takes everything queued, up to `batchBytesMax`, as one Raft entry. */
+  #cut(): void {
+    while (this.#batchesInFlight < this.#batchers && this.#queue.length > 0) {
+      let bytes = 0;
+      let count = 0;
+      while (count < this.#queue.length) {
+        const size = this.#queue[count]!.writeSet.length;
+        if (count > 0 && bytes + size > this.#batchBytesMax) break;
+        bytes += size;
+        count++;
+      }
+      const batch = this.#queue.splice(0, count);
+      const lastTxid = batch[batch.length - 1]!.txid;
+      const cleanup = expiredReplyDeletes(this.#reader, this.#clock());
+      for (const write of cleanup) this.#overlay.set(write.table, write.key, null, lastTxid);
+      const writeSets = batch.map((b) => b.writeSet);
+      if (cleanup.length > 0) writeSets.push(encodeWriteSet(cleanup.map(toWriteOp)));
+      const data = encodeEntry(
+        {
+          kind: "batch",
+          time: this.#clock(),
+          txids: Float64Array.from(batch, (b) => b.txid),
+          writeSet: this.#core.mergeWriteSets(writeSets),
+        },
+        this.#core,
+      );
+      this.#batchesInFlight++;
+      this.stats.batches++;
+      this.stats.requestsBatched += batch.length;
+      let proposed: Promise<ApplyResult>;
+      try {
+        proposed = this.#host.propose(data);
+      } catch (error) {
+        // Refused at once (too much uncommitted, a transfer): nothing after it may go out.
+        this.#batchesInFlight--;
+        this.#batchFailed(batch, error);
+        return;
+      }
+      proposed
+        .then(
+          () => {
+            for (const b of batch) b.resolve({ ...b.reply });
+          },
+          (error: unknown) => this.#batchFailed(batch, error),
+        )
+        .finally(() => {
+          this.#batchesInFlight--;
+          this.#maybeFinishDraining();
+          this.#cut();
+        });
+    }
+  }
+
+  #batchFailed(batch: Executed[], error: unknown): void {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    for (const b of batch) b.reject(failure);
+    if (this.#host.isLeader) {
+      // Requests executed after this batch read its writes through the overlay: they must not
+      // commit without it. Refuse them, and start again from applied state once the batches
+      // ahead of this one are in.
+      for (const queued of this.#queue.splice(0)) queued.reject(failure);
+      this.#draining = true;
+      this.#maybeFinishDraining();
+    }
+  }
+
+  #maybeFinishDraining(): void {
+    if (!this.#draining || this.#batchesInFlight > 0) return;
+    this.#overlay.clear();
+    this.#nextTxid = this.#store.lastTxid + 1;
+    this.#draining = false;
+  }
+}
+
+export type { WriteOp };

@@ -1,0 +1,96 @@
+import { type CoreSync, decodeWriteSet } from "../core/index.js";
+import { MetaraftError } from "../errors.js";
+import type { Entry } from "../raft/index.js";
+import type { StateMachine } from "../server/raft-host.js";
+import { decodeEntry } from "./entry-codec.js";
+import { lookupReply, REPLY_TTL_MS, replyWrites } from "./replies.js";
+import type { StateStore } from "./state-store.js";
+import { type RequestSpec, toWriteOp } from "./types.js";
+
+/** What applying an entry tells its proposer: nothing for a batch, the reply for a request. */
+export type ApplyResult =
+  | { readonly kind: "batch" }
+  | { readonly kind: "reply"; readonly reply: Record<string, unknown> }
+  | { readonly kind: "error"; readonly error: MetaraftError };
+
+/**
+ * Applies committed entries on every node, each in one LMDB transaction with the applied index
+ * and the last txid. A batch carries absolute writes: followers never execute requests. In the
+ * `replicated-request` mode an entry carries the request itself and every node executes it
+ * here, as Ozone did before leader execution.
+ */
+export class NamespaceStateMachine implements StateMachine<ApplyResult> {
+  /** Called after a batch is applied, with its last txid (the leader prunes its overlay). */
+  onBatchApplied: (lastTxid: number) => void = () => {};
+
+  constructor(
+    readonly store: StateStore,
+    readonly specs: ReadonlyMap<string, RequestSpec>,
+    readonly core: CoreSync,
+  ) {}
+
+  get appliedIndex(): number {
+    return this.store.appliedIndex;
+  }
+
+  apply(entry: Entry): ApplyResult {
+    const store = this.store;
+    const payload = entry.type === "normal" ? decodeEntry(entry.data, this.core, entry.index) : null;
+    if (!payload) {
+      store.apply([], { index: entry.index, lastTxid: store.lastTxid });
+      return { kind: "batch" };
+    }
+    if (payload.kind === "batch") {
+      const { txids } = payload;
+      const last = txids[txids.length - 1] ?? store.lastTxid;
+      for (let i = 1; i < txids.length; i++) {
+        if (!(txids[i]! > txids[i - 1]!))
+          throw new MetaraftError("MR_ERR_LOG_CORRUPT", `entry ${entry.index}: txids not increasing`);
+      }
+      if (txids.length > 0 && txids[0]! <= store.lastTxid && entry.index > store.appliedIndex) {
+        throw new MetaraftError(
+          "MR_ERR_INTERNAL",
+          `entry ${entry.index}: txid ${txids[0]} after ${store.lastTxid} repeats`,
+        );
+      }
+      store.apply(decodeWriteSet(payload.writeSet), { index: entry.index, lastTxid: last });
+      this.onBatchApplied(last);
+      return { kind: "batch" };
+    }
+    // replicated-request: execute here, on every node, against committed state.
+    const cached = lookupReply(store, payload.clientId, payload.callId, payload.time);
+    if (cached) {
+      store.apply([], { index: entry.index, lastTxid: store.lastTxid });
+      return { kind: "reply", reply: cached.reply };
+    }
+    const txid = store.lastTxid + 1;
+    try {
+      const spec = this.specs.get(payload.request.op);
+      if (!spec) throw new MetaraftError("MR_ERR_UNKNOWN_OP", payload.request.op);
+      const request = spec.validate(payload.request);
+      const execution = spec.execute(request, { txid, time: payload.time, reader: store });
+      const writes = [
+        ...execution.writes,
+        ...replyWrites(payload.clientId, payload.callId, {
+          txid,
+          expiresAt: payload.time + REPLY_TTL_MS,
+          reply: execution.reply,
+        }),
+      ];
+      store.apply(writes.map(toWriteOp), { index: entry.index, lastTxid: txid });
+      return { kind: "reply", reply: { ...execution.reply } };
+    } catch (error) {
+      if (!(error instanceof MetaraftError)) throw error;
+      store.apply([], { index: entry.index, lastTxid: store.lastTxid });
+      return { kind: "error", error };
+    }
+  }
+
+  snapshot(): Uint8Array {
+    return this.store.snapshot();
+  }
+
+  restore(data: Uint8Array, index: number): void {
+    this.store.restore(data, index);
+  }
+}

@@ -1,0 +1,289 @@
+import { pack, unpack } from "msgpackr";
+import { MetaraftError } from "../errors.js";
+import type { StorageEnvironment } from "../storage/index.js";
+import { type ScanEntry, type StateReader, type StateTable, TABLE_IDS, TABLE_OF_ID } from "./types.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A pending value (`null`: deleted) and the log index or txid that wrote it. */
+export interface LayerValue {
+  readonly value: Uint8Array | null;
+  readonly tag: number;
+}
+
+/** Writes not yet visible in LMDB, by table then key: the apply pipeline's and the leader's overlay. */
+export class Layer {
+  readonly #tables = new Map<StateTable, Map<string, LayerValue>>();
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  lookup(table: StateTable, key: string): LayerValue | undefined {
+    return this.#tables.get(table)?.get(key);
+  }
+
+  set(table: StateTable, key: string, value: Uint8Array | null, tag: number): void {
+    let entries = this.#tables.get(table);
+    if (!entries) {
+      entries = new Map();
+      this.#tables.set(table, entries);
+    }
+    if (!entries.has(key)) this.#size++;
+    entries.set(key, { value, tag });
+  }
+
+  /** Drops every value written at or before `tag`: it is now visible below this layer. */
+  pruneUpTo(tag: number): void {
+    for (const entries of this.#tables.values()) {
+      for (const [key, entry] of entries) {
+        if (entry.tag <= tag) {
+          entries.delete(key);
+          this.#size--;
+        }
+      }
+    }
+  }
+
+  clear(): void {
+    this.#tables.clear();
+    this.#size = 0;
+  }
+
+  /** Keys of `table` with `prefix` and above `startAfter`. */
+  keysWithPrefix(table: StateTable, prefix: string, startAfter: string | undefined): string[] {
+    const entries = this.#tables.get(table);
+    if (!entries) return [];
+    const keys: string[] = [];
+    for (const key of entries.keys()) {
+      if (key.startsWith(prefix) && (startAfter === undefined || compareUtf8(key, startAfter) > 0))
+        keys.push(key);
+    }
+    return keys;
+  }
+}
+
+/** Orders strings as their UTF-8 bytes (LMDB's order), which differs from UTF-16 code unit order. */
+export function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Reads through layers (top first) down to a base reader. */
+export class LayeredReader implements StateReader {
+  constructor(
+    readonly layers: readonly Layer[],
+    readonly base: StateReader,
+  ) {}
+
+  get(table: StateTable, key: string): Uint8Array | undefined {
+    for (const layer of this.layers) {
+      const hit = layer.lookup(table, key);
+      if (hit) return hit.value ?? undefined;
+    }
+    return this.base.get(table, key);
+  }
+
+  scan(table: StateTable, prefix: string, startAfter: string | undefined, limit: number): ScanEntry[] {
+    // The layers can hide base entries (deletes), so read enough from the base to fill `limit`
+    // after hiding; layers are small (bounded by the writes in flight).
+    let hidden = 0;
+    const layered = new Map<string, Uint8Array | null>();
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      for (const key of this.layers[i]!.keysWithPrefix(table, prefix, startAfter)) {
+        layered.set(key, this.layers[i]!.lookup(table, key)!.value);
+      }
+    }
+    for (const value of layered.values()) if (value === null) hidden++;
+    const merged = new Map<string, Uint8Array>();
+    for (const entry of this.base.scan(table, prefix, startAfter, limit + hidden + layered.size)) {
+      merged.set(entry.key, entry.value);
+    }
+    for (const [key, value] of layered) {
+      if (value === null) merged.delete(key);
+      else merged.set(key, value);
+    }
+    return [...merged]
+      .sort(([a], [b]) => compareUtf8(a, b))
+      .slice(0, limit)
+      .map(([key, value]) => ({ key, value }));
+  }
+}
+
+const META_APPLIED = encoder.encode("appliedIndex");
+const META_LAST_TXID = encoder.encode("lastTxid");
+
+export interface ApplyMeta {
+  readonly index: number;
+  readonly lastTxid: number;
+}
+
+/**
+ * The state machine's tables in LMDB. `apply` makes a write-set visible at once (through the
+ * pending layer) and commits it with the applied index and last txid in one transaction; the
+ * layer forgets an entry's writes once that transaction is durable. After a crash the applied
+ * index on disk says where to resume, and write-sets are absolute, so applying again is harmless.
+ */
+export class StateStore implements StateReader {
+  readonly #env: StorageEnvironment;
+  readonly pending = new Layer();
+  #appliedIndex: number;
+  #lastTxid: number;
+  #durableIndex: number;
+  #lastCommit: Promise<unknown> = Promise.resolve();
+  #failure: Error | undefined;
+
+  constructor(env: StorageEnvironment) {
+    this.#env = env;
+    this.#appliedIndex = readU64(env.dbs.meta.getBinary(Buffer.from(META_APPLIED)));
+    this.#lastTxid = readU64(env.dbs.meta.getBinary(Buffer.from(META_LAST_TXID)));
+    this.#durableIndex = this.#appliedIndex;
+  }
+
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+
+  get lastTxid(): number {
+    return this.#lastTxid;
+  }
+
+  /** The applied index already synced to disk. */
+  get durableIndex(): number {
+    return this.#durableIndex;
+  }
+
+  get(table: StateTable, key: string): Uint8Array | undefined {
+    const hit = this.pending.lookup(table, key);
+    if (hit) return hit.value ?? undefined;
+    const value = this.#env.dbs[table].getBinary(Buffer.from(key));
+    return value ? new Uint8Array(value) : undefined;
+  }
+
+  scan(table: StateTable, prefix: string, startAfter: string | undefined, limit: number): ScanEntry[] {
+    return new LayeredReader([this.pending], {
+      get: () => undefined,
+      scan: (t, p, s, l) => this.#scanDisk(t, p, s, l),
+    }).scan(table, prefix, startAfter, limit);
+  }
+
+  #scanDisk(table: StateTable, prefix: string, startAfter: string | undefined, limit: number): ScanEntry[] {
+    const start =
+      startAfter !== undefined && compareUtf8(startAfter, prefix) >= 0
+        ? Buffer.concat([Buffer.from(startAfter), Buffer.from([0])])
+        : Buffer.from(prefix);
+    // 0xff never occurs in UTF-8, so it bounds every key with the prefix.
+    const end = Buffer.concat([Buffer.from(prefix), Buffer.from([0xff])]);
+    const out: ScanEntry[] = [];
+    for (const { key, value } of this.#env.dbs[table].getRange({ start, end, limit })) {
+      out.push({ key: decoder.decode(key as Uint8Array), value: new Uint8Array(value as Uint8Array) });
+    }
+    return out;
+  }
+
+  /** Applies one committed entry's writes. Synchronous for readers; durable when `flushed` resolves. */
+  apply(
+    writes: readonly { table: number; key: Uint8Array; value: Uint8Array | null }[],
+    meta: ApplyMeta,
+  ): void {
+    if (this.#failure) throw this.#failure;
+    if (meta.index <= this.#appliedIndex) return;
+    if (meta.lastTxid < this.#lastTxid) {
+      throw new MetaraftError("MR_ERR_INTERNAL", `txid went back: ${meta.lastTxid} after ${this.#lastTxid}`);
+    }
+    const named = writes.map((w) => {
+      const table = TABLE_OF_ID.get(w.table);
+      if (!table)
+        throw new MetaraftError("MR_ERR_LOG_CORRUPT", `entry ${meta.index}: unknown table ${w.table}`);
+      return { table, key: decoder.decode(w.key), rawKey: Buffer.from(w.key), value: w.value };
+    });
+    for (const w of named) this.pending.set(w.table, w.key, w.value, meta.index);
+    this.#appliedIndex = meta.index;
+    this.#lastTxid = meta.lastTxid;
+    const dbs = this.#env.dbs;
+    this.#lastCommit = this.#env
+      .transaction(() => {
+        for (const w of named) {
+          if (w.value === null) dbs[w.table].remove(w.rawKey);
+          else dbs[w.table].put(w.rawKey, asBuffer(w.value));
+        }
+        dbs.meta.put(Buffer.from(META_APPLIED), u64(meta.index));
+        dbs.meta.put(Buffer.from(META_LAST_TXID), u64(meta.lastTxid));
+      })
+      .then(
+        () => {
+          this.#durableIndex = Math.max(this.#durableIndex, meta.index);
+          this.pending.pruneUpTo(meta.index);
+        },
+        (error: unknown) => {
+          this.#failure = new MetaraftError("MR_ERR_INTERNAL", `applying entry ${meta.index} failed`, {
+            cause: error,
+          });
+        },
+      );
+  }
+
+  /** Resolves when every apply so far is durable. */
+  flushed(): Promise<void> {
+    return this.#lastCommit.then(() => {
+      if (this.#failure) throw this.#failure;
+    });
+  }
+
+  /** Every state table, as one MessagePack value: a consistent copy for a Raft snapshot. */
+  snapshot(): Uint8Array {
+    const tables: [number, [Uint8Array, Uint8Array][]][] = [];
+    for (const [name, id] of Object.entries(TABLE_IDS) as [StateTable, number][]) {
+      const rows: [Uint8Array, Uint8Array][] = [];
+      for (const { key, value } of this.#env.dbs[name].getRange({}))
+        rows.push([key as Uint8Array, value as Uint8Array]);
+      // Pending writes are part of the applied state the snapshot stands for.
+      for (const key of this.pending.keysWithPrefix(name, "", undefined)) {
+        const pendingValue = this.pending.lookup(name, key)!.value;
+        const raw = encoder.encode(key);
+        const at = rows.findIndex(([k]) => Buffer.compare(Buffer.from(k), Buffer.from(raw)) === 0);
+        if (at >= 0) rows.splice(at, 1);
+        if (pendingValue !== null) rows.push([raw, pendingValue]);
+      }
+      tables.push([id, rows]);
+    }
+    return pack({ appliedIndex: this.#appliedIndex, lastTxid: this.#lastTxid, tables });
+  }
+
+  /** Replaces every table with a snapshot's. */
+  restore(data: Uint8Array, index: number): void {
+    const snapshot = unpack(data) as { lastTxid: number; tables: [number, [Uint8Array, Uint8Array][]][] };
+    this.pending.clear();
+    const dbs = this.#env.dbs;
+    this.#appliedIndex = index;
+    this.#lastTxid = snapshot.lastTxid;
+    this.#lastCommit = this.#env.transaction(() => {
+      for (const name of Object.keys(TABLE_IDS) as StateTable[]) {
+        if (name === "meta") continue;
+        for (const { key } of dbs[name].getRange({})) dbs[name].remove(key as Buffer);
+      }
+      for (const [id, rows] of snapshot.tables) {
+        const name = TABLE_OF_ID.get(id);
+        if (!name || name === "meta") continue;
+        for (const [key, value] of rows) dbs[name].put(Buffer.from(key), asBuffer(value));
+      }
+      dbs.meta.put(Buffer.from(META_APPLIED), u64(index));
+      dbs.meta.put(Buffer.from(META_LAST_TXID), u64(snapshot.lastTxid));
+    });
+  }
+}
+
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+function u64(value: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(value));
+  return out;
+}
+
+function readU64(value: Buffer | undefined): number {
+  if (!value) return 0;
+  if (value.length !== 8) throw new MetaraftError("MR_ERR_LOG_CORRUPT", "meta record is not a u64");
+  return Number(value.readBigUInt64BE(0));
+}

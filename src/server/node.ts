@@ -1,0 +1,171 @@
+import { type Core, type CoreMode, createCore } from "../core/index.js";
+import { MetaraftError } from "../errors.js";
+import { type ExecutionMode, PIPELINE_DEFAULTS, WritePipeline } from "../execution/pipeline.js";
+import { type ApplyResult, NamespaceStateMachine } from "../execution/state-machine.js";
+import { StateStore } from "../execution/state-store.js";
+import type { Request, RequestSpec } from "../execution/types.js";
+import { namespaceSpecsByOp } from "../namespace/index.js";
+import type { NodeId } from "../raft/index.js";
+import { LmdbRaftLog, openEnvironment, type StorageEnvironment } from "../storage/index.js";
+import { PeerTransport, type TransportLogger } from "../transport/index.js";
+import type { NodeAddress } from "./kv-node.js";
+import { RaftHost } from "./raft-host.js";
+import { type RpcRequest, RpcServer } from "./rpc-server.js";
+
+/** Every setting of a node; `metaraft start` reads them from YAML and flags. */
+export interface NodeConfig {
+  readonly id: NodeId;
+  readonly cluster: readonly NodeAddress[];
+  readonly dataDir: string;
+  readonly clusterId: string;
+  readonly secret: string;
+  readonly tickMs?: number;
+  readonly electionTicks?: number;
+  readonly snapshotEntries?: number;
+  readonly execution?: {
+    readonly mode?: ExecutionMode;
+    readonly batchers?: number;
+    readonly batchBytesMax?: number;
+  };
+  readonly core?: { readonly mode?: CoreMode };
+  /** The largest request frame a client may send. */
+  readonly requestBytesMax?: number;
+  /** For tests and benchmarks only: commits are not fsynced. */
+  readonly noSync?: boolean;
+  readonly logger?: TransportLogger;
+  readonly onFatal?: (error: Error) => void;
+  /** Injected clock for the gatekeeper (tests); default Date.now. */
+  readonly clock?: () => number;
+}
+
+export const NODE_DEFAULTS = {
+  tickMs: 50,
+  electionTicks: 10,
+  snapshotEntries: 10_000,
+  requestBytesMax: 4 * 1024 * 1024,
+} as const;
+
+const CLIENT_ID_BYTES_MAX = 128;
+
+/**
+ * A metaraft node: Raft over LMDB and TCP, the namespace executed once on the leader and
+ * applied everywhere, and the client port. `start` returns once it serves.
+ */
+export class MetaraftNode {
+  readonly config: NodeConfig;
+  readonly env: StorageEnvironment;
+  readonly store: StateStore;
+  readonly host: RaftHost<ApplyResult>;
+  readonly pipeline: WritePipeline;
+  readonly core: Core;
+  readonly #transport: PeerTransport;
+  readonly #rpc: RpcServer;
+  readonly #log: LmdbRaftLog;
+
+  private constructor(config: NodeConfig, self: NodeAddress) {
+    this.config = config;
+    this.core = createCore({ mode: config.core?.mode ?? "auto" });
+    this.env = openEnvironment(config.dataDir, config.noSync ? { noSync: true } : {});
+    this.#log = new LmdbRaftLog(this.env);
+    this.store = new StateStore(this.env);
+    const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
+    const stateMachine = new NamespaceStateMachine(this.store, specs, this.core.sync);
+    this.#transport = new PeerTransport({
+      nodeId: config.id,
+      clusterId: config.clusterId,
+      secret: config.secret,
+      listen: { host: self.host, port: self.raftPort },
+      peers: new Map(
+        config.cluster
+          .filter((n) => n.id !== config.id)
+          .map((n) => [n.id, { host: n.host, port: n.raftPort }]),
+      ),
+      core: this.core.sync,
+      ...(config.logger ? { logger: config.logger } : {}),
+    });
+    let pipeline: WritePipeline | undefined;
+    this.host = new RaftHost<ApplyResult>({
+      id: config.id,
+      peers: config.cluster.map((n) => n.id),
+      storage: this.#log,
+      transport: this.#transport,
+      stateMachine,
+      tickMs: config.tickMs ?? NODE_DEFAULTS.tickMs,
+      raft: { electionTicks: config.electionTicks ?? NODE_DEFAULTS.electionTicks },
+      snapshotEntries: config.snapshotEntries ?? NODE_DEFAULTS.snapshotEntries,
+      onSoftState: (state) => pipeline?.onSoftState(state),
+      ...(config.onFatal ? { onFatal: config.onFatal } : {}),
+    });
+    pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
+      mode: config.execution?.mode ?? PIPELINE_DEFAULTS.mode,
+      batchers: config.execution?.batchers ?? PIPELINE_DEFAULTS.batchers,
+      batchBytesMax: config.execution?.batchBytesMax ?? PIPELINE_DEFAULTS.batchBytesMax,
+      ...(config.clock ? { clock: config.clock } : {}),
+    });
+    this.pipeline = pipeline;
+    stateMachine.onBatchApplied = (lastTxid) => pipeline.onBatchApplied(lastTxid);
+    this.#rpc = new RpcServer({
+      host: self.host,
+      port: self.clientPort,
+      clusterId: config.clusterId,
+      hello: { nodeId: config.id },
+      frameBytesMax: config.requestBytesMax ?? NODE_DEFAULTS.requestBytesMax,
+      handler: (request) => this.#handle(request),
+    });
+  }
+
+  static async start(config: NodeConfig): Promise<MetaraftNode> {
+    const self = config.cluster.find((n) => n.id === config.id);
+    if (!self) throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `node ${config.id} is not in the cluster`);
+    const node = new MetaraftNode(config, self);
+    await node.#transport.start();
+    node.host.start();
+    await node.#rpc.listen();
+    return node;
+  }
+
+  async #handle(rpc: RpcRequest): Promise<Record<string, unknown>> {
+    const { id: _id, ...raw } = rpc;
+    if (raw.op === "status") return this.status();
+    if (this.pipeline.isRead(raw.op)) return this.pipeline.read(raw as Request, raw.stale === true);
+    const { clientId, callId } = raw;
+    if (typeof clientId !== "string" || clientId.length === 0 || clientId.length > CLIENT_ID_BYTES_MAX) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        "a write needs a clientId (a non-empty string of at most 128 characters)",
+      );
+    }
+    if (!Number.isSafeInteger(callId) || (callId as number) < 0) {
+      throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a write needs a callId (a non-negative integer)");
+    }
+    return this.pipeline.submit(clientId, callId as number, raw as Request);
+  }
+
+  status(): Record<string, unknown> {
+    const raft = this.host.raft;
+    return {
+      node: this.config.id,
+      role: raft.role,
+      term: raft.term,
+      leader: raft.leader,
+      commit: raft.log.committed,
+      applied: this.host.appliedIndex,
+      firstIndex: raft.log.firstIndex(),
+      lastIndex: raft.log.lastIndex(),
+      lastTxid: this.store.lastTxid,
+      members: raft.confState(),
+      execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
+      raftStats: this.host.stats,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.#rpc.close();
+    await this.host.stop();
+    await this.#transport.close();
+    await this.store.flushed().catch(() => undefined);
+    await this.#log.close();
+    await this.env.close();
+    await this.core.close();
+  }
+}
