@@ -3,7 +3,14 @@ import { MetaraftError } from "../errors.js";
 import type { SoftState } from "../raft/index.js";
 import type { RaftHost } from "../server/raft-host.js";
 import { encodeEntry } from "./entry-codec.js";
-import { callKey, expiredReplyDeletes, lookupReply, REPLY_TTL_MS, replyWrites } from "./replies.js";
+import {
+  callKey,
+  EXPIRED_REPLIES_CHECK_INTERVAL_MS,
+  expiredReplyDeletes,
+  lookupReply,
+  REPLY_TTL_MS,
+  replyWrites,
+} from "./replies.js";
 import type { ApplyResult } from "./state-machine.js";
 import { Layer, LayeredReader, type StateStore } from "./state-store.js";
 import { type Request, type RequestSpec, toWriteOp, type Write } from "./types.js";
@@ -65,6 +72,7 @@ export class WritePipeline {
   #readyAtIndex = Number.POSITIVE_INFINITY;
   /** After a dropped batch: no execution until the batches before it are applied. */
   #draining = false;
+  #nextExpiryCheck = 0;
   readonly stats = { batches: 0, requestsBatched: 0 };
 
   constructor(
@@ -215,6 +223,17 @@ export class WritePipeline {
     return result.reply;
   }
 
+  #expiredReplies(): Write[] {
+    const now = this.#clock();
+    if (now < this.#nextExpiryCheck) return [];
+    this.#nextExpiryCheck = now + EXPIRED_REPLIES_CHECK_INTERVAL_MS;
+    return expiredReplyDeletes(
+      this.#store,
+      now,
+      (key) => this.#overlay.lookup("replies", key)?.value === null,
+    );
+  }
+
   /** A free batcher takes everything queued, up to `batchBytesMax`, as one Raft entry. */
   #cut(): void {
     while (this.#batchesInFlight < this.#batchers && this.#queue.length > 0) {
@@ -228,7 +247,7 @@ export class WritePipeline {
       }
       const batch = this.#queue.splice(0, count);
       const lastTxid = batch[batch.length - 1]!.txid;
-      const cleanup = expiredReplyDeletes(this.#reader, this.#clock());
+      const cleanup = this.#expiredReplies();
       for (const write of cleanup) this.#overlay.set(write.table, write.key, null, lastTxid);
       const writeSets = batch.map((b) => b.writeSet);
       if (cleanup.length > 0) writeSets.push(encodeWriteSet(cleanup.map(toWriteOp)));

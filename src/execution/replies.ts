@@ -9,6 +9,8 @@ import type { StateReader, Write } from "./types.js";
 export const REPLY_TTL_MS = 10 * 60 * 1000;
 /** Expired replies removed per batch (cleanup rides on writes, bounded so it never dominates). */
 export const EXPIRED_REPLIES_PER_BATCH_MAX = 256;
+/** How often the batcher looks for expired replies: a scan per batch cost a sixth of the leader's CPU. */
+export const EXPIRED_REPLIES_CHECK_INTERVAL_MS = 1000;
 
 export interface CachedReply {
   readonly txid: number;
@@ -40,14 +42,20 @@ export function lookupReply(
   return cached.expiresAt > now ? cached : undefined;
 }
 
-/** Deletes for replies that expired by `now`, oldest first. */
+/**
+ * Deletes for replies that expired by `now`, oldest first. `committed` should be the applied
+ * state, not the leader's overlay: replies still in flight are minutes from expiring.
+ * `scheduled` skips keys an earlier batch already deletes.
+ */
 export function expiredReplyDeletes(
-  reader: StateReader,
+  committed: StateReader,
   now: number,
+  scheduled: (key: string) => boolean = () => false,
   max = EXPIRED_REPLIES_PER_BATCH_MAX,
 ): Write[] {
   const deletes: Write[] = [];
-  for (const { key } of reader.scan("replies", "e/", undefined, max)) {
+  for (const { key } of committed.scan("replies", "e/", undefined, max)) {
+    if (scheduled(key)) continue;
     const expiresAt = Number.parseInt(key.slice(2, 18), 16);
     if (expiresAt > now) break;
     deletes.push(

@@ -7,7 +7,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { RpcClient } from "../../src/client/rpc-client.js";
 
-const nodeMain = fileURLToPath(new URL("../../src/server/kv-node-main.js", import.meta.url));
+const kvNodeMain = fileURLToPath(new URL("../../src/server/kv-node-main.js", import.meta.url));
+const metaraftCli = fileURLToPath(new URL("../../src/cli/metaraft.js", import.meta.url));
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -26,6 +27,10 @@ export interface ClusterOptions {
   readonly electionTicks?: number;
   readonly snapshotEntries?: number;
   readonly opaque?: boolean;
+  /** `kv`: the minimal key-value node (Raft tests); `metaraft`: the full node via `metaraft start`. */
+  readonly kind?: "kv" | "metaraft";
+  readonly executionMode?: "leader-execution" | "replicated-request";
+  readonly batchers?: number;
 }
 
 interface Member {
@@ -78,21 +83,30 @@ export class ProcessCluster {
   async startNode(id: number): Promise<void> {
     const member = this.members[id - 1]!;
     const o = this.#options;
+    const common = [
+      `--id=${id}`,
+      `--cluster=${this.spec}`,
+      `--data=${join(this.dir, `node-${id}`)}`,
+      `--cluster-id=${this.clusterId}`,
+      `--tick-ms=${o.tickMs ?? 50}`,
+      `--election-ticks=${o.electionTicks ?? 10}`,
+      `--snapshot-entries=${o.snapshotEntries ?? 10000}`,
+    ];
+    const args =
+      o.kind === "metaraft"
+        ? [
+            metaraftCli,
+            "start",
+            ...common,
+            `--execution-mode=${o.executionMode ?? "leader-execution"}`,
+            `--batchers=${o.batchers ?? 6}`,
+            "--log-level=warn",
+          ]
+        : [kvNodeMain, ...common, ...(o.opaque ? ["--opaque"] : [])];
     const child = spawn(
       process.execPath,
-      [
-        // Extra flags for the node processes, e.g. METARAFT_NODE_ARGS=--cpu-prof to profile them.
-        ...(process.env.METARAFT_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
-        nodeMain,
-        `--id=${id}`,
-        `--cluster=${this.spec}`,
-        `--data=${join(this.dir, `node-${id}`)}`,
-        `--cluster-id=${this.clusterId}`,
-        `--tick-ms=${o.tickMs ?? 50}`,
-        `--election-ticks=${o.electionTicks ?? 10}`,
-        `--snapshot-entries=${o.snapshotEntries ?? 10000}`,
-        ...(o.opaque ? ["--opaque"] : []),
-      ],
+      // Extra flags for the node processes, e.g. METARAFT_NODE_ARGS=--cpu-prof to profile them.
+      [...(process.env.METARAFT_NODE_ARGS?.split(" ").filter(Boolean) ?? []), ...args],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     member.process = child;
@@ -121,6 +135,11 @@ export class ProcessCluster {
       child.once("exit", () => resolve());
       child.kill(signal);
     });
+  }
+
+  /** The pid of node `id`'s process (for CPU accounting). */
+  pid(id: number): number | undefined {
+    return this.members[id - 1]?.process?.pid;
   }
 
   client(timeoutMs = 10_000): RpcClient {
