@@ -41,7 +41,10 @@ export const errorRegistry = {
   MR_ERR_BUCKET_NOT_EMPTY: { message: "the bucket still has keys", httpStatus: 409 },
   MR_ERR_KEY_NOT_FOUND: { message: "no such key", httpStatus: 404 },
   MR_ERR_KEY_EXISTS: { message: "the key already exists", httpStatus: 409 },
-  MR_ERR_OPEN_KEY_NOT_FOUND: { message: "no such open key (never opened, already committed, or expired)", httpStatus: 404 },
+  MR_ERR_OPEN_KEY_NOT_FOUND: {
+    message: "no such open key (never opened, already committed, or expired)",
+    httpStatus: 404,
+  },
   MR_ERR_LOG_COMPACTED: { message: "the log entry was compacted into a snapshot", httpStatus: 500 },
   MR_ERR_LOG_UNAVAILABLE: { message: "the log entry is not yet in the log", httpStatus: 500 },
   MR_ERR_LOG_CORRUPT: { message: "a stored log record is corrupt", httpStatus: 500 },

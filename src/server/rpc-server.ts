@@ -58,9 +58,20 @@ export class RpcServer {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
+    const host = this.#options.host ?? "127.0.0.1";
     await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.#options.port, this.#options.host ?? "127.0.0.1", () => resolve());
+      this.#server.once("error", (cause: NodeJS.ErrnoException) =>
+        reject(
+          new MetaraftError(
+            "MR_ERR_LISTEN_FAILED",
+            cause.code === "EADDRINUSE"
+              ? `${host}:${this.#options.port} is in use`
+              : `${host}:${this.#options.port}: ${cause.message}`,
+            { cause },
+          ),
+        ),
+      );
+      this.#server.listen(this.#options.port, host, () => resolve());
     });
     const address = this.#server.address();
     if (typeof address !== "object" || address === null)
@@ -98,6 +109,8 @@ export class RpcServer {
               ok: false,
               error: new MetaraftError("MR_ERR_HANDSHAKE_REJECTED", "protocol or cluster id").toJSON(),
             });
+            // The refusal must reach the client before the connection closes.
+            out.flush();
             socket.end();
             return;
           }

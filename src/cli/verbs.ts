@@ -1,0 +1,534 @@
+import { type Command, InvalidArgumentError } from "commander";
+import { MetaraftClient } from "../client/client.js";
+import type { Endpoint } from "../client/rpc-client.js";
+import { MetaraftError } from "../errors.js";
+import {
+  CLUSTER_ID_ENV,
+  DEFAULT_CLUSTER_ID,
+  DEFAULT_ENDPOINTS,
+  ENDPOINTS_ENV,
+  probe,
+  reaching,
+  resolveClusterId,
+  resolveEndpoints,
+  showEndpoint,
+  unavailable,
+} from "./endpoints.js";
+import { body, cell, fields, json, table, time } from "./output.js";
+
+/**
+ * The client verbs: `volume`, `bucket`, `key` and `status`. Every verb takes the connection
+ * options (`--endpoints`, `--cluster-id`, `--timeout-ms`) and `--json`; volume, bucket and key
+ * are separate arguments (keys may hold `/`).
+ */
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+interface ClientFlags {
+  readonly endpoints?: string;
+  readonly clusterId?: string;
+  readonly timeoutMs?: number;
+  readonly json?: boolean;
+}
+
+interface Session {
+  readonly client: MetaraftClient;
+  readonly endpoints: readonly Endpoint[];
+  readonly clusterId: string;
+  readonly timeoutMs: number;
+  readonly json: boolean;
+  /** Runs a call, failing fast in one line when no endpoint can be reached. */
+  call<T>(fn: (client: MetaraftClient) => Promise<T>): Promise<T>;
+}
+
+type Reply = Record<string, unknown>;
+
+function out(text: string): void {
+  if (text.length > 0) process.stdout.write(`${text}\n`);
+}
+
+function note(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+export function integerArg(min: number, max: number) {
+  return (value: string): number => {
+    const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+function metaArg(value: string, previous: Record<string, string> | undefined): Record<string, string> {
+  const at = value.indexOf("=");
+  if (at <= 0) throw new InvalidArgumentError("must be name=value");
+  const name = value.slice(0, at);
+  return { ...previous, [name]: value.slice(at + 1) };
+}
+
+function clientOptions(command: Command): Command {
+  return command
+    .option(
+      "--endpoints <list>",
+      `nodes' client endpoints, host:port joined by commas (default: $${ENDPOINTS_ENV}, else ${DEFAULT_ENDPOINTS})`,
+    )
+    .option(
+      "--cluster-id <name>",
+      `the cluster's id (default: $${CLUSTER_ID_ENV}, else ${DEFAULT_CLUSTER_ID})`,
+    )
+    .option(
+      "--timeout-ms <ms>",
+      `deadline of each call (default: ${DEFAULT_TIMEOUT_MS})`,
+      integerArg(1, 24 * 60 * 60 * 1000),
+    )
+    .option("--json", "print the reply as JSON");
+}
+
+function readOptions(command: Command): Command {
+  return command.option(
+    "--stale",
+    "read any node's applied state, without a leader round trip (may be behind)",
+  );
+}
+
+function listOptions(command: Command, what: string): Command {
+  return readOptions(command)
+    .option("--prefix <prefix>", `only ${what} whose name starts with this`)
+    .option("--start-after <name>", `start after this name (the next page)`)
+    .option("--limit <n>", "at most this many per page (1 to 1000, default 1000)", integerArg(1, 1000))
+    .option("--all", "follow every page, not just the first");
+}
+
+/** Wraps an action: a session from the connection flags, closed whatever happens. */
+function action(
+  run: (session: Session, args: string[], flags: Record<string, unknown>) => Promise<void>,
+): (...args: unknown[]) => Promise<void> {
+  return async (...args: unknown[]) => {
+    const command = args.at(-1) as Command;
+    const flags = command.opts() as Record<string, unknown> & ClientFlags;
+    const positional = args.slice(0, -2) as string[];
+    const endpoints = resolveEndpoints(flags.endpoints);
+    const timeoutMs = flags.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const clusterId = resolveClusterId(flags.clusterId);
+    const client = new MetaraftClient({ endpoints, clusterId, timeoutMs });
+    const session: Session = {
+      client,
+      endpoints,
+      clusterId,
+      timeoutMs,
+      json: flags.json === true,
+      call: (fn) => reaching(endpoints, timeoutMs, () => fn(client)),
+    };
+    try {
+      await run(session, positional, flags);
+    } finally {
+      client.close();
+    }
+  };
+}
+
+function readFlags(flags: Record<string, unknown>): { stale?: boolean } {
+  return flags.stale === true ? { stale: true } : {};
+}
+
+async function listAll(
+  session: Session,
+  flags: Record<string, unknown>,
+  page: (options: {
+    prefix?: string;
+    startAfter?: string;
+    limit?: number;
+    stale?: boolean;
+  }) => Promise<{ items: Reply[]; truncated: boolean; nextStartAfter?: string }>,
+): Promise<{ items: Reply[]; truncated: boolean; nextStartAfter?: string }> {
+  const items: Reply[] = [];
+  let startAfter = flags.startAfter as string | undefined;
+  for (;;) {
+    const reply = await session.call(() =>
+      page({
+        ...(flags.prefix === undefined ? {} : { prefix: flags.prefix as string }),
+        ...(startAfter === undefined ? {} : { startAfter }),
+        ...(flags.limit === undefined ? {} : { limit: flags.limit as number }),
+        ...readFlags(flags),
+      }),
+    );
+    items.push(...reply.items);
+    const next = reply.nextStartAfter;
+    if (!reply.truncated || flags.all !== true || next === undefined) {
+      return { items, truncated: reply.truncated, ...(next === undefined ? {} : { nextStartAfter: next }) };
+    }
+    startAfter = next;
+  }
+}
+
+function printList(
+  session: Session,
+  what: string,
+  result: { items: Reply[]; truncated: boolean; nextStartAfter?: string },
+  header: string[],
+  row: (item: Reply) => string[],
+): void {
+  if (session.json) {
+    out(json(result));
+    return;
+  }
+  if (result.items.length > 0) out(table(header, result.items.map(row)));
+  if (result.truncated) {
+    const next = result.nextStartAfter ?? "";
+    note(`(more ${what} follow: --start-after ${JSON.stringify(next)}, or --all)`);
+  }
+}
+
+function printReply(session: Session, reply: Reply, human: string): void {
+  out(session.json ? json(body(reply)) : human);
+}
+
+function recordOf(reply: Reply, field: string): Reply {
+  const value = reply[field];
+  if (typeof value !== "object" || value === null) {
+    throw new MetaraftError("MR_ERR_INTERNAL", `the reply has no ${field}`);
+  }
+  return value as Reply;
+}
+
+export function addVerbs(program: Command): void {
+  // ---- volume ----
+  const volume = program.command("volume").description("create, remove, list and inspect volumes");
+  clientOptions(
+    volume
+      .command("create")
+      .description("create a volume")
+      .argument("<volume>")
+      .option("--owner <owner>", "the volume's owner")
+      .option(
+        "--quota-bytes <n>",
+        "the volume's quota in bytes (stored, not yet enforced)",
+        integerArg(0, 2 ** 53 - 1),
+      ),
+  ).action(
+    action(async (session, [name], flags) => {
+      const reply = await session.call((c) =>
+        c.createVolume(name!, {
+          ...(flags.owner === undefined ? {} : { owner: flags.owner as string }),
+          ...(flags.quotaBytes === undefined ? {} : { quotaBytes: flags.quotaBytes as number }),
+        }),
+      );
+      printReply(session, reply, `created volume ${name}`);
+    }),
+  );
+  clientOptions(
+    volume.command("rm").alias("delete").description("remove an empty volume").argument("<volume>"),
+  ).action(
+    action(async (session, [name]) => {
+      const reply = await session.call((c) => c.deleteVolume(name!));
+      printReply(session, reply, `removed volume ${name}`);
+    }),
+  );
+  clientOptions(
+    listOptions(volume.command("ls").alias("list").description("list volumes"), "volumes"),
+  ).action(
+    action(async (session, _args, flags) => {
+      const result = await listAll(session, flags, (o) => session.client.listVolumes(o));
+      printList(session, "volumes", result, ["VOLUME", "OWNER", "QUOTA", "CREATED"], (v) => [
+        cell(v.name),
+        cell(v.owner),
+        v.quotaBytes === -1 ? "unlimited" : cell(v.quotaBytes),
+        time(v.createdAt),
+      ]);
+    }),
+  );
+  clientOptions(readOptions(volume.command("info").description("show a volume").argument("<volume>"))).action(
+    action(async (session, [name], flags) => {
+      const reply = await session.call((c) => c.read("infoVolume", { volume: name }, readFlags(flags)));
+      const v = recordOf(reply, "volume");
+      printReply(
+        session,
+        reply,
+        fields([
+          ["volume", cell(v.name)],
+          ["owner", cell(v.owner)],
+          ["quota", v.quotaBytes === -1 ? "unlimited" : cell(v.quotaBytes)],
+          ["objectId", cell(v.objectId)],
+          ["updateId", cell(v.updateId)],
+          ["created", time(v.createdAt)],
+          ["modified", time(v.modifiedAt)],
+        ]),
+      );
+    }),
+  );
+
+  // ---- bucket ----
+  const bucket = program.command("bucket").description("create, remove, list and inspect buckets");
+  clientOptions(
+    bucket
+      .command("create")
+      .description("create a bucket in a volume")
+      .argument("<volume>")
+      .argument("<bucket>")
+      .option("--versioning", "turn on versioning"),
+  ).action(
+    action(async (session, [vol, name], flags) => {
+      const reply = await session.call((c) =>
+        c.createBucket(vol!, name!, flags.versioning === true ? { versioning: true } : {}),
+      );
+      printReply(session, reply, `created bucket ${vol}/${name}`);
+    }),
+  );
+  clientOptions(
+    bucket
+      .command("rm")
+      .alias("delete")
+      .description("remove an empty bucket")
+      .argument("<volume>")
+      .argument("<bucket>"),
+  ).action(
+    action(async (session, [vol, name]) => {
+      const reply = await session.call((c) => c.deleteBucket(vol!, name!));
+      printReply(session, reply, `removed bucket ${vol}/${name}`);
+    }),
+  );
+  clientOptions(
+    listOptions(
+      bucket.command("ls").alias("list").description("list a volume's buckets").argument("<volume>"),
+      "buckets",
+    ),
+  ).action(
+    action(async (session, [vol], flags) => {
+      const result = await listAll(session, flags, (o) => session.client.listBuckets(vol!, o));
+      printList(session, "buckets", result, ["BUCKET", "VERSIONING", "CREATED"], (b) => [
+        cell(b.name),
+        b.versioning === undefined ? "-" : b.versioning ? "on" : "off",
+        time(b.createdAt),
+      ]);
+    }),
+  );
+  clientOptions(
+    readOptions(
+      bucket.command("info").description("show a bucket").argument("<volume>").argument("<bucket>"),
+    ),
+  ).action(
+    action(async (session, [vol, name], flags) => {
+      const reply = await session.call((c) =>
+        c.read("infoBucket", { volume: vol, bucket: name }, readFlags(flags)),
+      );
+      const b = recordOf(reply, "bucket");
+      printReply(
+        session,
+        reply,
+        fields([
+          ["volume", cell(b.volume)],
+          ["bucket", cell(b.name)],
+          ["versioning", b.versioning === undefined ? "-" : b.versioning ? "on" : "off"],
+          ["objectId", cell(b.objectId)],
+          ["updateId", cell(b.updateId)],
+          ["created", time(b.createdAt)],
+          ["modified", time(b.modifiedAt)],
+        ]),
+      );
+    }),
+  );
+
+  // ---- key ----
+  const key = program
+    .command("key")
+    .description("put, get, list, remove and rename keys (volume, bucket and key are separate arguments)");
+  clientOptions(
+    key
+      .command("put")
+      .description("record a key's metadata (open, then commit)")
+      .argument("<volume>")
+      .argument("<bucket>")
+      .argument("<key>")
+      .option("--size <bytes>", "the object's size", integerArg(0, 2 ** 53 - 1), 0)
+      .option("--etag <etag>", "the object's etag", "")
+      .option("--meta <name=value>", "user metadata (repeat for more)", metaArg),
+  ).action(
+    action(async (session, [vol, bkt, name], flags) => {
+      const info = {
+        size: flags.size as number,
+        etag: flags.etag as string,
+        ...(flags.meta === undefined ? {} : { metadata: flags.meta as Record<string, string> }),
+      };
+      const reply = await session.call((c) => c.putKey(vol!, bkt!, name!, info));
+      printReply(session, reply, `put ${vol}/${bkt}/${name} (${info.size} bytes)`);
+    }),
+  );
+  clientOptions(
+    readOptions(
+      key
+        .command("get")
+        .alias("info")
+        .description("show a key's metadata")
+        .argument("<volume>")
+        .argument("<bucket>")
+        .argument("<key>"),
+    ),
+  ).action(
+    action(async (session, [vol, bkt, name], flags) => {
+      const reply = await session.call((c) => c.lookupKey(vol!, bkt!, name!, readFlags(flags)));
+      const k = recordOf(reply, "key");
+      const meta = typeof k.metadata === "object" && k.metadata !== null ? Object.entries(k.metadata) : [];
+      printReply(
+        session,
+        reply,
+        fields([
+          ["key", cell(k.key)],
+          ["volume", cell(k.volume)],
+          ["bucket", cell(k.bucket)],
+          ["size", cell(k.size)],
+          ["etag", cell(k.etag)],
+          ["objectId", cell(k.objectId)],
+          ["updateId", cell(k.updateId)],
+          ["created", time(k.createdAt)],
+          ["modified", time(k.modifiedAt)],
+          ...meta.map(([n, v]): [string, string] => [`meta.${n}`, String(v)]),
+        ]),
+      );
+    }),
+  );
+  clientOptions(
+    listOptions(
+      key
+        .command("ls")
+        .alias("list")
+        .description("list a bucket's keys")
+        .argument("<volume>")
+        .argument("<bucket>"),
+      "keys",
+    ),
+  ).action(
+    action(async (session, [vol, bkt], flags) => {
+      const result = await listAll(session, flags, (o) => session.client.listKeys(vol!, bkt!, o));
+      printList(session, "keys", result, ["KEY", "SIZE", "ETAG", "MODIFIED"], (k) => [
+        cell(k.key),
+        cell(k.size),
+        cell(k.etag),
+        time(k.modifiedAt),
+      ]);
+    }),
+  );
+  clientOptions(
+    key
+      .command("rm")
+      .alias("delete")
+      .description("remove a key")
+      .argument("<volume>")
+      .argument("<bucket>")
+      .argument("<key>"),
+  ).action(
+    action(async (session, [vol, bkt, name]) => {
+      const reply = await session.call((c) => c.deleteKey(vol!, bkt!, name!));
+      printReply(session, reply, `removed ${vol}/${bkt}/${name}`);
+    }),
+  );
+  clientOptions(
+    key
+      .command("mv")
+      .alias("rename")
+      .description("rename a key within its bucket")
+      .argument("<volume>")
+      .argument("<bucket>")
+      .argument("<key>")
+      .argument("<toKey>"),
+  ).action(
+    action(async (session, [vol, bkt, name, to]) => {
+      const reply = await session.call((c) => c.renameKey(vol!, bkt!, name!, to!));
+      printReply(session, reply, `renamed ${vol}/${bkt}/${name} to ${to}`);
+    }),
+  );
+
+  // ---- status ----
+  clientOptions(
+    program
+      .command("status")
+      .description(
+        "ask every endpoint for its Raft status: role, term, leader, commit and applied index, members",
+      ),
+  ).action(
+    action(async (session) => {
+      await status(session);
+    }),
+  );
+}
+
+type NodeStatus =
+  | { endpoint: string; ok: true; status: Reply }
+  | { endpoint: string; ok: false; error: string; cause?: MetaraftError };
+
+async function statusOf(session: Session, endpoint: Endpoint): Promise<NodeStatus> {
+  const where = showEndpoint(endpoint);
+  const reach = await probe(endpoint, Math.min(session.timeoutMs, 3000));
+  if (!reach.up) return { endpoint: where, ok: false, error: `unreachable (${reach.reason})` };
+  const client = new MetaraftClient({
+    endpoints: [endpoint],
+    clusterId: session.clusterId,
+    timeoutMs: session.timeoutMs,
+  });
+  try {
+    return { endpoint: where, ok: true, status: body(await client.status()) };
+  } catch (error) {
+    const cause =
+      error instanceof MetaraftError
+        ? error
+        : new MetaraftError("MR_ERR_INTERNAL", String(error), { cause: error });
+    return { endpoint: where, ok: false, error: cause.code, cause };
+  } finally {
+    client.close();
+  }
+}
+
+async function status(session: Session): Promise<void> {
+  // Straight to each node, no leader redirection: one row per endpoint.
+  const rows = await Promise.all(session.endpoints.map((e) => statusOf(session, e)));
+  if (rows.every((r) => !r.ok)) {
+    const failed = rows.find((r) => !r.ok && r.cause !== undefined);
+    if (failed && !failed.ok && failed.cause) throw failed.cause;
+    throw unavailable(
+      session.endpoints,
+      rows.map((r) => ({
+        up: false as const,
+        reason: r.ok ? "" : r.error.replace(/^unreachable \((.*)\)$/, "$1"),
+      })),
+    );
+  }
+  const answered = rows.flatMap((r) => (r.ok ? [r.status] : []));
+  const leaders = answered.filter((s) => s.role === "leader");
+  const term = Math.max(...answered.map((s) => (typeof s.term === "number" ? s.term : 0)));
+  const leader = leaders.find((s) => s.term === term)?.node;
+  if (session.json) {
+    out(
+      json({
+        leader: leader ?? null,
+        term,
+        nodes: rows.map((r) =>
+          r.ok ? { endpoint: r.endpoint, ...r.status } : { endpoint: r.endpoint, error: r.cause ?? r.error },
+        ),
+      }),
+    );
+    return;
+  }
+  out(
+    table(
+      ["NODE", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "MEMBERS"],
+      rows.map((r) => {
+        if (!r.ok) return ["?", r.endpoint, r.error];
+        const s = r.status;
+        const members = s.members as { voters?: number[]; learners?: number[] } | undefined;
+        const learners = members?.learners?.length ? ` (learners ${members.learners.join(",")})` : "";
+        return [
+          cell(s.node),
+          r.endpoint,
+          cell(s.role),
+          cell(s.term),
+          typeof s.leader === "number" && s.leader > 0 ? String(s.leader) : "-",
+          cell(s.commit),
+          cell(s.applied),
+          `${members?.voters?.join(",") ?? "-"}${learners}`,
+        ];
+      }),
+    ),
+  );
+  out(leader === undefined ? `leader: none (term ${term})` : `leader: node ${leader} (term ${term})`);
+}

@@ -1,0 +1,361 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The `metaraft` command as a user runs it: `metaraft dev --nodes 3` as a real process tree on
+ * free loopback ports, the verbs as separate processes, Ctrl-C at the end.
+ */
+
+const cliPath = fileURLToPath(new URL("../../src/cli/metaraft.js", import.meta.url));
+const NODES = 3;
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+/** A free port from the OS (bind port 0) whose next `count - 1` ports are free too. */
+async function freeRange(count: number, avoid: ReadonlySet<number> = new Set()): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const port = (server.address() as { port: number }).port;
+        server.close(() => resolve(port));
+      });
+    });
+    if (base + count > 65535) continue;
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if (ports.some((p) => avoid.has(p))) continue;
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
+  }
+  throw new Error("no free port range");
+}
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("metaraft command line", { timeout: 60_000 }, () => {
+  let dir = "";
+  let dev: ChildProcess | undefined;
+  let devOut = "";
+  let devErr = "";
+  let devExit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+  let endpoints = "";
+  const nodePids: number[] = [];
+
+  /** Runs `metaraft ARGS` to completion (the environment's METARAFT_* variables removed). */
+  function cli(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+    const base = { ...process.env };
+    delete base.METARAFT_ENDPOINTS;
+    delete base.METARAFT_CLUSTER_ID;
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [cliPath, ...args],
+        { env: { ...base, ...env }, timeout: 20_000 },
+        (error, stdout, stderr) => {
+          const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
+          resolve({ code, stdout, stderr });
+        },
+      );
+    });
+  }
+
+  /** A verb against the dev cluster. */
+  function verb(...args: string[]): Promise<Run> {
+    return cli([...args, "--endpoints", endpoints]);
+  }
+
+  function ok(run: Run, what: string): string {
+    assert.equal(run.code, 0, `${what}: exit ${run.code}, stderr: ${run.stderr}`);
+    assert.equal(run.stderr, "", what);
+    return run.stdout;
+  }
+
+  function failsInOneLine(run: Run, code: number, ...fragments: string[]): void {
+    assert.equal(run.code, code, `exit code; stdout: ${run.stdout} stderr: ${run.stderr}`);
+    assert.equal(run.stdout, "");
+    const lines = run.stderr.split("\n").filter((l) => l.length > 0);
+    assert.equal(lines.length, 1, `one line: ${run.stderr}`);
+    assert.ok(lines[0]!.startsWith("error: "), lines[0]);
+    for (const f of fragments) assert.ok(lines[0]!.includes(f), `"${f}" in: ${lines[0]}`);
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "metaraft-cli-"));
+    const raftBase = await freeRange(NODES);
+    const clientBase = await freeRange(NODES, new Set(Array.from({ length: NODES }, (_, i) => raftBase + i)));
+    endpoints = Array.from({ length: NODES }, (_, i) => `127.0.0.1:${clientBase + i}`).join(",");
+    const child = spawn(
+      process.execPath,
+      [
+        cliPath,
+        "dev",
+        "--nodes",
+        String(NODES),
+        "--data",
+        join(dir, "data"),
+        "--base-port",
+        String(raftBase),
+        "--client-base-port",
+        String(clientBase),
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    dev = child;
+    devExit = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    child.stderr!.on("data", (chunk: Buffer) => {
+      devErr += chunk.toString();
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`dev cluster not ready in 20 s:\n${devOut}\n${devErr}`)),
+        20_000,
+      );
+      child.stdout!.on("data", (chunk: Buffer) => {
+        devOut += chunk.toString();
+        if (devOut.includes("Ctrl-C stops every node\n")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`dev exited with ${code} before it was ready:\n${devOut}\n${devErr}`));
+      });
+    });
+    for (const match of devOut.matchAll(/^node (\d+) ready: client (\S+), raft \S+, pid (\d+)$/gm)) {
+      nodePids.push(Number(match[3]));
+    }
+  });
+
+  after(async () => {
+    // Even on failure: no process and no directory left behind. Killing `dev` outright also
+    // stops its nodes (their stdin closes).
+    if (dev && dev.exitCode === null && dev.signalCode === null) {
+      dev.kill("SIGKILL");
+      await devExit;
+    }
+    const deadline = Date.now() + 10_000;
+    while (nodePids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const pid of nodePids.filter(alive)) process.kill(pid, "SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("prints every node's client endpoint and the leader when ready", () => {
+    assert.equal(nodePids.length, NODES, devOut);
+    for (const endpoint of endpoints.split(",")) assert.ok(devOut.includes(`client ${endpoint}`), devOut);
+    assert.match(devOut, /cluster ready: leader node [1-3], endpoints /);
+    assert.ok(devOut.includes(`METARAFT_ENDPOINTS=${endpoints}`), devOut);
+  });
+
+  it("creates a volume and a bucket", async () => {
+    assert.equal(ok(await verb("volume", "create", "vol1"), "volume create"), "created volume vol1\n");
+    assert.equal(
+      ok(await verb("bucket", "create", "vol1", "photos"), "bucket create"),
+      "created bucket vol1/photos\n",
+    );
+    assert.match(ok(await verb("volume", "ls"), "volume ls"), /^VOLUME .*\nvol1 /);
+    assert.match(ok(await verb("bucket", "ls", "vol1"), "bucket ls"), /\nphotos /);
+  });
+
+  it("puts keys and gets one back with its size, etag and metadata", async () => {
+    ok(
+      await verb(
+        "key",
+        "put",
+        "vol1",
+        "photos",
+        "2024/cat.jpg",
+        "--size",
+        "1234",
+        "--etag",
+        "e-cat",
+        "--meta",
+        "camera=x100",
+      ),
+      "key put",
+    );
+    ok(
+      await verb("key", "put", "vol1", "photos", "2024/dog.jpg", "--size", "99", "--etag", "e-dog"),
+      "key put",
+    );
+    ok(
+      await verb("key", "put", "vol1", "photos", "2025/owl.jpg", "--size", "7", "--etag", "e-owl"),
+      "key put",
+    );
+    const got = ok(await verb("key", "get", "vol1", "photos", "2024/cat.jpg"), "key get");
+    assert.match(got, /^key +2024\/cat\.jpg$/m);
+    assert.match(got, /^size +1234$/m);
+    assert.match(got, /^etag +e-cat$/m);
+    assert.match(got, /^meta\.camera +x100$/m);
+    const json = JSON.parse(
+      ok(await verb("key", "get", "vol1", "photos", "2024/dog.jpg", "--json"), "key get --json"),
+    );
+    assert.equal(json.key.size, 99);
+    assert.equal(json.key.etag, "e-dog");
+  });
+
+  it("lists keys by prefix, and page by page", async () => {
+    const listed = ok(await verb("key", "ls", "vol1", "photos", "--prefix", "2024/"), "key ls");
+    const names = listed
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0]);
+    assert.deepEqual(names, ["2024/cat.jpg", "2024/dog.jpg"]);
+    const page = JSON.parse(
+      ok(await verb("key", "ls", "vol1", "photos", "--limit", "1", "--json"), "ls --limit"),
+    );
+    assert.equal(page.items.length, 1);
+    assert.equal(page.truncated, true);
+    assert.equal(page.nextStartAfter, "2024/cat.jpg");
+    const human = await verb("key", "ls", "vol1", "photos", "--limit", "1");
+    assert.equal(human.code, 0);
+    assert.match(human.stderr, /more keys follow: --start-after "2024\/cat\.jpg", or --all/);
+    const all = JSON.parse(
+      ok(await verb("key", "ls", "vol1", "photos", "--limit", "1", "--all", "--json"), "ls --all"),
+    );
+    assert.deepEqual(
+      all.items.map((k: { key: string }) => k.key),
+      ["2024/cat.jpg", "2024/dog.jpg", "2025/owl.jpg"],
+    );
+  });
+
+  it("renames and removes keys", async () => {
+    assert.equal(
+      ok(await verb("key", "mv", "vol1", "photos", "2024/dog.jpg", "2025/dog.jpg"), "key mv"),
+      "renamed vol1/photos/2024/dog.jpg to 2025/dog.jpg\n",
+    );
+    assert.equal(
+      ok(await verb("key", "rm", "vol1", "photos", "2025/owl.jpg"), "key rm"),
+      "removed vol1/photos/2025/owl.jpg\n",
+    );
+    const keys = JSON.parse(ok(await verb("key", "ls", "vol1", "photos", "--json"), "key ls"));
+    assert.deepEqual(
+      keys.items.map((k: { key: string }) => k.key),
+      ["2024/cat.jpg", "2025/dog.jpg"],
+    );
+    failsInOneLine(await verb("key", "get", "vol1", "photos", "2025/owl.jpg"), 1, "MR_ERR_KEY_NOT_FOUND");
+  });
+
+  it("shows one status row per node, with a leader", async () => {
+    const out = ok(await verb("status"), "status")
+      .trim()
+      .split("\n");
+    assert.match(out[0]!, /^NODE +ENDPOINT +ROLE +TERM +LEADER +COMMIT +APPLIED +MEMBERS$/);
+    const rows = out.slice(1, -1);
+    assert.equal(rows.length, NODES, out.join("\n"));
+    assert.equal(rows.filter((r) => / leader /.test(r)).length, 1, out.join("\n"));
+    for (const row of rows) assert.match(row, /1,2,3$/);
+    assert.match(out.at(-1)!, /^leader: node [1-3] \(term \d+\)$/);
+    const json = JSON.parse(ok(await verb("status", "--json"), "status --json"));
+    assert.equal(json.nodes.length, NODES);
+    for (const node of json.nodes) {
+      assert.equal(node.leader, json.leader);
+      assert.ok(node.applied >= 1 && node.commit >= 1, JSON.stringify(node));
+    }
+  });
+
+  it("takes the endpoints from METARAFT_ENDPOINTS, and --endpoints over it", async () => {
+    const viaEnv = await cli(["volume", "ls"], { METARAFT_ENDPOINTS: endpoints });
+    assert.match(ok(viaEnv, "volume ls via env"), /\nvol1 /);
+    const port = await freeRange(1);
+    const flagWins = await cli(["volume", "ls", "--endpoints", `127.0.0.1:${port}`], {
+      METARAFT_ENDPOINTS: endpoints,
+    });
+    failsInOneLine(flagWins, 1, "MR_ERR_UNAVAILABLE");
+  });
+
+  it("reports a service error in one line, exit 1", async () => {
+    failsInOneLine(await verb("volume", "create", "vol1"), 1, "MR_ERR_VOLUME_EXISTS", "vol1");
+  });
+
+  it("reports unreachable endpoints in one line, exit 1, quickly", async () => {
+    const port = await freeRange(2);
+    const started = Date.now();
+    const run = await cli([
+      "volume",
+      "create",
+      "vol2",
+      "--endpoints",
+      `127.0.0.1:${port},127.0.0.1:${port + 1}`,
+    ]);
+    failsInOneLine(run, 1, "MR_ERR_UNAVAILABLE", `127.0.0.1:${port}`, "connection refused");
+    failsInOneLine(await cli(["status", "--endpoints", `127.0.0.1:${port}`]), 1, "MR_ERR_UNAVAILABLE");
+    assert.ok(Date.now() - started < 5000, "fails fast");
+  });
+
+  it("reports usage errors in one line, exit 2", async () => {
+    failsInOneLine(await verb("key", "put", "vol1", "photos", "k", "--size", "big"), 2, "--size");
+    failsInOneLine(
+      await cli(["volume", "ls", "--endpoints", "nowhere"]),
+      2,
+      "MR_ERR_INVALID_ARGUMENT",
+      "--endpoints",
+    );
+    failsInOneLine(await cli(["volume", "bogus"]), 2, "bogus");
+    failsInOneLine(await cli(["start", "--tick-ms", "0"]), 2, "MR_ERR_INVALID_ARGUMENT", "--tick-ms");
+  });
+
+  it("dev reports a node that fails to start and exits 1", async () => {
+    const raftPort = await freeRange(1);
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+    const clientPort = (taken.address() as { port: number }).port;
+    try {
+      const run = await cli([
+        "dev",
+        "--nodes",
+        "1",
+        "--data",
+        join(dir, "failing"),
+        "--base-port",
+        String(raftPort),
+        "--client-base-port",
+        String(clientPort),
+      ]);
+      assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+      assert.match(
+        run.stderr,
+        /^error: MR_ERR_LISTEN_FAILED: .* is in use\) \(node 1 failed to start, code 1\)$/m,
+      );
+      assert.match(run.stderr, /MR_ERR_LISTEN_FAILED/);
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+  });
+
+  it("stops every node cleanly on Ctrl-C and exits 0", async () => {
+    assert.ok(dev && devExit);
+    dev.kill("SIGINT");
+    const exit = await devExit;
+    assert.deepEqual(exit, { code: 0, signal: null }, `${devOut}\n${devErr}`);
+    for (let id = 1; id <= NODES; id++) assert.match(devOut, new RegExp(`^node ${id} stopped$`, "m"));
+    assert.match(devOut, /all nodes stopped\n$/);
+    for (const pid of nodePids) assert.equal(alive(pid), false, `node process ${pid} still running`);
+  });
+});
