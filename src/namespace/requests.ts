@@ -532,22 +532,36 @@ export const createBucketSpec = spec<CreateBucketRequest>({
   },
 });
 
+/** Expired open keys a bucket delete removes along with the bucket; more, and it is refused. */
+export const EXPIRED_OPEN_KEYS_PER_DELETE_MAX = 1000;
+
 export const deleteBucketSpec = spec<DeleteBucketRequest>({
   op: "deleteBucket",
   kind: "write",
   validate: (raw) => ({ op: "deleteBucket", volume: volumeField(raw), bucket: bucketField(raw) }),
-  execute(request, { reader }): Execution {
+  execute(request, { reader, time }): Execution {
     const { volume, bucket } = request;
     requireBucket(reader, volume, bucket);
     const prefix = keysPrefixOf(volume, bucket);
     if (hasAny(reader, "keys", prefix)) {
       throw new MetaraftError("MR_ERR_BUCKET_NOT_EMPTY", `bucket ${volume}/${bucket} holds keys`);
     }
-    // Open keys count too, expired or not: a commit (or the open-key cleanup) must find its bucket.
-    if (hasAny(reader, "openKeys", prefix)) {
+    // A live open key keeps the bucket (its commit must find it); expired ones can never be
+    // committed, so they go with the bucket, up to a bound per request.
+    const open = reader.scan("openKeys", prefix, undefined, EXPIRED_OPEN_KEYS_PER_DELETE_MAX + 1);
+    if (
+      open.length > EXPIRED_OPEN_KEYS_PER_DELETE_MAX ||
+      open.some((o) => decodeOpenKeyInfo(o.value).expiresAt > time)
+    ) {
       throw new MetaraftError("MR_ERR_BUCKET_NOT_EMPTY", `bucket ${volume}/${bucket} holds open keys`);
     }
-    return { writes: [remove("buckets", bucketTableKey(volume, bucket))], reply: {} };
+    return {
+      writes: [
+        ...open.map((o) => remove("openKeys", o.key)),
+        remove("buckets", bucketTableKey(volume, bucket)),
+      ],
+      reply: {},
+    };
   },
 });
 

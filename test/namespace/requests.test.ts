@@ -218,13 +218,19 @@ describe("deleteBucket", () => {
     ns.run({ op: "deleteBucket", volume: V, bucket: B });
   });
 
-  it("refuses a bucket that holds only an open key, even an expired one", () => {
+  it("refuses a bucket with a live open key, and takes expired open keys away with the bucket", () => {
     const ns = withBucket();
     ns.run({ op: "openKey", volume: V, bucket: B, key: "k" });
     const error = ns.fails({ op: "deleteBucket", volume: V, bucket: B }, "MR_ERR_BUCKET_NOT_EMPTY");
     assert.match(error.message, /open keys/);
     ns.time += OPEN_KEY_EXPIRY_MS * 2;
-    ns.fails({ op: "deleteBucket", volume: V, bucket: B }, "MR_ERR_BUCKET_NOT_EMPTY");
+    const deleted = ns.run({ op: "deleteBucket", volume: V, bucket: B });
+    assert.equal(deleted.writes.filter((w) => w.table === "openKeys" && w.value === null).length, 1);
+    assert.equal(
+      ns.state.scan("openKeys", "", undefined, 10).length,
+      0,
+      "the expired open key went with the bucket",
+    );
   });
 
   it("is not held back by the keys of a bucket whose name extends it", () => {
