@@ -58,8 +58,17 @@ export class KvStateMachine implements StateMachine<KvResult> {
   apply(entry: Entry): KvResult {
     this.#applied = entry.index;
     if (this.opaque || entry.type !== "normal" || entry.data.length === 0) return { index: entry.index };
-    const command = unpack(entry.data) as KvCommand;
-    if (command.op === "put") this.#data.set(command.key, command.value);
+    // Entries are checked when proposed; anything else (opaque bench data) is a no-op here,
+    // the same on every node.
+    let command: KvCommand | undefined;
+    try {
+      command = unpack(entry.data) as KvCommand;
+    } catch {
+      return { index: entry.index };
+    }
+    if (command?.op === "put" && typeof command.key === "string" && typeof command.value === "string") {
+      this.#data.set(command.key, command.value);
+    }
     return { index: entry.index };
   }
 

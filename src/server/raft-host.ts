@@ -20,7 +20,11 @@ export interface HostTransport {
 
 /** The replicated state machine the host drives. */
 export interface StateMachine<Result> {
-  /** Applies one committed entry (also the empty no-op); returns the proposer's result. */
+  /**
+   * Applies one committed entry (also the empty no-op); returns the proposer's result. A
+   * request the state machine refuses is a result too: throwing means the state machine is
+   * broken (a corrupt entry, a failed write), and stops the node.
+   */
   apply(entry: Entry): Result;
   /** A consistent copy of the applied state, for snapshots. */
   snapshot(): Uint8Array;
@@ -316,17 +320,13 @@ export class RaftHost<Result> {
 
   #apply(entry: Entry): void {
     if (entry.index <= this.#applied) return; // Already in the state machine (restart replay).
-    let result: Result | undefined;
-    let failure: Error | undefined;
     if (entry.type === "confChange") {
       this.#confState = this.raft.applyConfChange(Raft.decodeConfChange(entry));
     }
-    try {
-      result = this.#options.stateMachine.apply(entry);
-    } catch (error) {
-      // A deterministic rejection by the state machine is the proposer's answer, not a crash.
-      failure = error instanceof Error ? error : new Error(String(error));
-    }
+    // A state machine that throws cannot be trusted to have applied the entry, and going on
+    // would diverge from the other nodes: the error stops the node (see #die). Deterministic
+    // refusals are results, not exceptions.
+    const result = this.#options.stateMachine.apply(entry);
     this.#applied = entry.index;
     this.stats.entriesApplied++;
     const pending = this.#proposals.get(entry.index);
@@ -334,10 +334,8 @@ export class RaftHost<Result> {
     this.#proposals.delete(entry.index);
     if (pending.term !== entry.term) {
       pending.reject(new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "the entry was replaced by a new leader"));
-    } else if (failure) {
-      pending.reject(failure);
     } else {
-      pending.resolve(result as Result);
+      pending.resolve(result);
     }
   }
 
