@@ -45,6 +45,8 @@ const { values } = parseArgs({
      */
     "snapshot-entries": { type: "string", default: "100000" },
     quick: { type: "boolean", default: false },
+    /** No fsync on the nodes: measures CPU cost per request, not durable throughput. */
+    "no-sync": { type: "boolean", default: false },
     /** `npm run bench -- --filter x` passes it to every benchmark: here it selects cases by id. */
     filter: { type: "string" },
   },
@@ -179,6 +181,7 @@ async function runCase(spec: CaseSpec, index: number, bar: cliProgress.SingleBar
     tickMs: TICK_MS,
     electionTicks: ELECTION_TICKS,
     snapshotEntries,
+    noSync: values["no-sync"],
   });
   const clients: MetaraftClient[] = [];
   try {

@@ -108,7 +108,7 @@ export class RaftHost<Result> {
   #confState: ConfState;
   #fatal: Error | undefined;
   /** Counters for status and benchmarks: durable writes, and what they carried. */
-  readonly stats = { saves: 0, entriesSaved: 0, entriesApplied: 0, messagesSent: 0 };
+  readonly stats = { saves: 0, entriesSaved: 0, entriesApplied: 0, messagesSent: 0, saveMs: 0 };
 
   constructor(options: RaftHostOptions<Result>) {
     this.#options = options;
@@ -296,11 +296,13 @@ export class RaftHost<Result> {
     if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
       this.stats.saves++;
       this.stats.entriesSaved += ready.entries.length;
+      const saveStarted = performance.now();
       await this.#options.storage.save({
         hardState: ready.hardState,
         entries: ready.entries,
         snapshot: ready.snapshot,
       });
+      this.stats.saveMs += performance.now() - saveStarted;
     }
     for (const message of ready.messages) this.#send(message);
     if (ready.snapshot) {

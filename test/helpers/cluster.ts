@@ -31,6 +31,8 @@ export interface ClusterOptions {
   readonly kind?: "kv" | "metaraft";
   readonly executionMode?: "leader-execution" | "replicated-request";
   readonly batchers?: number;
+  /** `metaraft` nodes only: no fsync (benchmarks of CPU cost, never of durability). */
+  readonly noSync?: boolean;
 }
 
 interface Member {
@@ -101,6 +103,7 @@ export class ProcessCluster {
             `--execution-mode=${o.executionMode ?? "leader-execution"}`,
             `--batchers=${o.batchers ?? 6}`,
             "--log-level=warn",
+            ...(o.noSync ? ["--no-sync"] : []),
           ]
         : [kvNodeMain, ...common, ...(o.opaque ? ["--opaque"] : [])];
     const child = spawn(
