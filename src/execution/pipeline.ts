@@ -1,4 +1,4 @@
-import { type CoreSync, encodeWriteSet, type WriteOp } from "../core/index.js";
+import { type CoreSync, encodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import type { SoftState } from "../raft/index.js";
 import type { RaftHost } from "../server/raft-host.js";
@@ -308,4 +308,3 @@ export class WritePipeline {
   }
 }
 
-export type { WriteOp };
