@@ -307,4 +307,3 @@ export class WritePipeline {
     this.#draining = false;
   }
 }
-
