@@ -132,19 +132,7 @@ export class KvNode {
   }
 
   status(): Record<string, unknown> {
-    const raft = this.host.raft;
-    return {
-      node: this.#options.id,
-      role: raft.role,
-      term: raft.term,
-      leader: raft.leader,
-      commit: raft.log.committed,
-      applied: this.host.appliedIndex,
-      firstIndex: raft.log.firstIndex(),
-      lastIndex: raft.log.lastIndex(),
-      members: raft.confState(),
-      stats: this.host.stats,
-    };
+    return { ...this.host.status(), stats: this.host.stats };
   }
 
   async close(): Promise<void> {

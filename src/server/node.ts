@@ -142,18 +142,9 @@ export class MetaraftNode {
   }
 
   status(): Record<string, unknown> {
-    const raft = this.host.raft;
     return {
-      node: this.config.id,
-      role: raft.role,
-      term: raft.term,
-      leader: raft.leader,
-      commit: raft.log.committed,
-      applied: this.host.appliedIndex,
-      firstIndex: raft.log.firstIndex(),
-      lastIndex: raft.log.lastIndex(),
+      ...this.host.status(),
       lastTxid: this.store.lastTxid,
-      members: raft.confState(),
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
     };

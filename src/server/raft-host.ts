@@ -136,6 +136,22 @@ export class RaftHost<Result> {
     return this.#applied;
   }
 
+  /** What `status` shows of consensus: role, term, leader, commit and applied index, members. */
+  status(): Record<string, unknown> {
+    const raft = this.raft;
+    return {
+      node: raft.id,
+      role: raft.role,
+      term: raft.term,
+      leader: raft.leader,
+      commit: raft.log.committed,
+      applied: this.#applied,
+      firstIndex: raft.log.firstIndex(),
+      lastIndex: raft.log.lastIndex(),
+      members: raft.confState(),
+    };
+  }
+
   get isLeader(): boolean {
     return this.raft.role === "leader";
   }
