@@ -113,15 +113,48 @@ interface ExecutionStats {
   mode?: string;
   batches: number;
   requestsBatched: number;
+  queuedMs: number;
+  batchMs: number;
 }
 interface RaftStats {
   entriesApplied: number;
+  saves: number;
+  saveMs: number;
 }
 interface Status {
+  transport?: { sent: number; sentBytes: number }[];
   role?: string;
   term?: number;
   execution?: ExecutionStats;
   raftStats?: RaftStats;
+}
+
+/**
+ * Where a request's time goes on the leader, averaged over the window: a durable write of its
+ * log, a request waiting for a free batcher, a batch from proposal until applied.
+ */
+function leaderTiming(before: Status | null, after: Status | null) {
+  const r0 = before?.raftStats;
+  const r1 = after?.raftStats;
+  const e0 = before?.execution;
+  const e1 = after?.execution;
+  const avg = (sum: number, n: number) => (n > 0 ? Number((sum / n).toFixed(2)) : null);
+  return {
+    save: r0 && r1 ? avg(r1.saveMs - r0.saveMs, r1.saves - r0.saves) : null,
+    queued: e0 && e1 ? avg(e1.queuedMs - e0.queuedMs, e1.requestsBatched - e0.requestsBatched) : null,
+    batch: e0 && e1 ? avg(e1.batchMs - e0.batchMs, e1.batches - e0.batches) : null,
+  };
+}
+
+/** Peer messages and bytes the leader sent per request answered (both followers together). */
+function leaderSent(before: Status | null, after: Status | null, requests: number) {
+  const sum = (s: Status | null, f: (p: { sent: number; sentBytes: number }) => number) =>
+    (s?.transport ?? []).reduce((acc, p) => acc + f(p), 0);
+  if (!before?.transport || !after?.transport || requests <= 0) return null;
+  return {
+    messages: Number(((sum(after, (p) => p.sent) - sum(before, (p) => p.sent)) / requests).toFixed(3)),
+    bytes: Math.round((sum(after, (p) => p.sentBytes) - sum(before, (p) => p.sentBytes)) / requests),
+  };
 }
 
 interface NodeCpu {
@@ -146,6 +179,8 @@ interface CaseResult {
   readonly requests_per_entry_source: string;
   readonly leader_entries_applied: number | null;
   readonly leader_batches: number | null;
+  readonly leader_timing_ms: ReturnType<typeof leaderTiming>;
+  readonly leader_sent_per_request: ReturnType<typeof leaderSent>;
   readonly leader: number;
   /** null: the leader did not answer a status call in time (before or after the window). */
   readonly leader_changed: boolean | null;
@@ -363,6 +398,8 @@ async function runCase(spec: CaseSpec, index: number, bar: cliProgress.SingleBar
       requests_per_entry_source: source,
       leader_entries_applied: entriesApplied,
       leader_batches: batches,
+      leader_timing_ms: leaderTiming(before, after),
+      leader_sent_per_request: leaderSent(before, after, requestsAfter - requestsBefore),
       leader,
       leader_changed: leaderChanged,
       creates_by_second: bySecond,
@@ -429,6 +466,9 @@ async function main(): Promise<void> {
       "CPU% leader": cpuText(r.cpu.leader_pct),
       "CPU% followers": r.cpu.followers_pct.map(cpuText).join("/"),
       "CPU% loadgen": cpuText(r.cpu.loadgen_pct),
+      "save/queue/batch ms": [r.leader_timing_ms.save, r.leader_timing_ms.queued, r.leader_timing_ms.batch]
+        .map((v) => (v === null ? "-" : v.toFixed(1)))
+        .join(" / "),
       errors: r.errors,
     })),
   );

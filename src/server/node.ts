@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { type Core, type CoreMode, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import { type ExecutionMode, PIPELINE_DEFAULTS, WritePipeline } from "../execution/pipeline.js";
@@ -61,12 +62,15 @@ export class MetaraftNode {
   readonly #transport: PeerTransport;
   readonly #rpc: RpcServer;
   readonly #log: LmdbRaftLog;
+  readonly #logEnv: StorageEnvironment;
 
   private constructor(config: NodeConfig, self: NodeAddress) {
     this.config = config;
     this.core = createCore({ mode: config.core?.mode ?? "auto" });
-    this.env = openEnvironment(config.dataDir, config.noSync ? { noSync: true } : {});
-    this.#log = new LmdbRaftLog(this.env);
+    const envOptions = config.noSync ? { noSync: true } : {};
+    this.#logEnv = openEnvironment(join(config.dataDir, "raft"), envOptions);
+    this.env = openEnvironment(join(config.dataDir, "state"), envOptions);
+    this.#log = new LmdbRaftLog(this.#logEnv);
     this.store = new StateStore(this.env);
     const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
     const stateMachine = new NamespaceStateMachine(this.store, specs, this.core.sync);
@@ -147,6 +151,13 @@ export class MetaraftNode {
       lastTxid: this.store.lastTxid,
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
+      transport: this.#transport.stats().peers.map(({ nodeId, sent, sentBytes, received, dropped }) => ({
+        nodeId,
+        sent,
+        sentBytes,
+        received,
+        dropped,
+      })),
     };
   }
 
@@ -156,6 +167,7 @@ export class MetaraftNode {
     await this.#transport.close();
     await this.store.flushed().catch(() => undefined);
     await this.#log.close();
+    await this.#logEnv.close();
     await this.env.close();
     await this.core.close();
   }

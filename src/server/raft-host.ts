@@ -309,6 +309,18 @@ export class RaftHost<Result> {
     if (ready.softState) this.#onSoftState(ready.softState);
     // The leader's appends go out while its own write is under way.
     for (const message of ready.eagerMessages) this.#send(message);
+    // Committed entries below the first new one are already in the durable log: apply them
+    // now rather than after this write's fsync, which would add a whole save to every
+    // request's latency (the commit usually arrives while the next entries are being saved).
+    let early = 0;
+    if (!ready.snapshot) {
+      const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+      while (early < ready.committedEntries.length && ready.committedEntries[early]!.index < firstNew) {
+        this.#apply(ready.committedEntries[early]!);
+        early++;
+      }
+      if (early > 0) this.#releaseReads();
+    }
     if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
       this.stats.saves++;
       this.stats.entriesSaved += ready.entries.length;
@@ -327,7 +339,7 @@ export class RaftHost<Result> {
       this.#lastSnapshotIndex = ready.snapshot.meta.index;
       this.#confState = ready.snapshot.meta.confState;
     }
-    for (const entry of ready.committedEntries) this.#apply(entry);
+    for (let i = early; i < ready.committedEntries.length; i++) this.#apply(ready.committedEntries[i]!);
     for (const read of ready.readStates) {
       this.#readsWaitingForApply.push({ index: read.index, key: new TextDecoder().decode(read.ctx) });
     }

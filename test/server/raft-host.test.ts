@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemoryStorage, type NodeId } from "../../src/raft/index.js";
+import { MemoryStorage, type NodeId, type RaftUpdate } from "../../src/raft/index.js";
 import { encodeKvCommand, KvStateMachine } from "../../src/server/kv-state-machine.js";
 import { type HostTransport, RaftHost } from "../../src/server/raft-host.js";
 
@@ -20,6 +20,23 @@ class LoopbackNetwork {
       },
       onMessage: (handler) => this.handlers.set(id, handler),
     };
+  }
+}
+
+/** Memory storage whose saves can be held open, to see what a host does while it writes. */
+class GatedStorage extends MemoryStorage {
+  held: { entries: number; release: () => void } | null = null;
+  holdNext = false;
+
+  override async save(update: RaftUpdate): Promise<void> {
+    if (this.holdNext && update.entries.length > 0) {
+      this.holdNext = false;
+      await new Promise<void>((release) => {
+        this.held = { entries: update.entries.length, release };
+      });
+      this.held = null;
+    }
+    super.save(update);
   }
 }
 
@@ -117,6 +134,62 @@ describe("RaftHost", () => {
       );
     } finally {
       for (const host of hosts) await host.stop();
+    }
+  });
+
+  it("applies entries already in its log while it writes newer ones", async () => {
+    const network = new LoopbackNetwork();
+    const storages = new Map<NodeId, GatedStorage>();
+    const hosts = [1, 2, 3].map((id) => {
+      const storage = new GatedStorage({ voters: [1, 2, 3], learners: [] });
+      storages.set(id, storage);
+      return new RaftHost({
+        id,
+        peers: [1, 2, 3],
+        storage,
+        transport: network.transport(id),
+        stateMachine: new KvStateMachine(),
+        tickMs: 5,
+        random: () => 0.5,
+      });
+    });
+    for (const host of hosts) host.start();
+    try {
+      await until(() => hosts.some((h) => h.isLeader), "a leader");
+      const leader = hosts.find((h) => h.isLeader)!;
+      const storage = storages.get(leader.raft.id)!;
+      await leader.propose(encodeKvCommand({ op: "put", key: "warm", value: "up" }));
+      // B's save is held: the followers commit B, but the leader cannot apply what it has not
+      // yet made durable itself.
+      storage.holdNext = true;
+      let appliedB = false;
+      const b = leader.propose(encodeKvCommand({ op: "put", key: "b", value: "1" }));
+      void b.then(() => {
+        appliedB = true;
+      });
+      await until(() => storage.held !== null, "the leader to write B");
+      await until(
+        () => hosts.every((h) => h === leader || h.raft.log.lastIndex() >= leader.raft.log.lastIndex()),
+        "the followers to take B",
+      );
+      await sleep(30);
+      assert.equal(appliedB, false, "B applied before the leader's own write of it");
+      // C arrives while B is written; once B is durable, the next write (C's) is held, and B,
+      // committed and now in the log, must be answered without waiting for C's write.
+      const c = leader.propose(encodeKvCommand({ op: "put", key: "c", value: "2" }));
+      const heldB = storage.held!;
+      storage.holdNext = true;
+      heldB.release();
+      await until(() => appliedB, "B to be applied while C is being written");
+      assert.ok(storage.held !== null, "C's write is still held");
+      storage.held!.release();
+      await c;
+    } finally {
+      for (const host of hosts) {
+        const held = storages.get(host.raft.id)!.held;
+        held?.release();
+        await host.stop();
+      }
     }
   });
 });
