@@ -3,14 +3,7 @@ import { MetaraftError } from "../errors.js";
 import type { SoftState } from "../raft/index.js";
 import type { RaftHost } from "../server/raft-host.js";
 import { encodeEntry } from "./entry-codec.js";
-import {
-  callKey,
-  EXPIRED_REPLIES_CHECK_INTERVAL_MS,
-  expiredReplyDeletes,
-  lookupReply,
-  REPLY_TTL_MS,
-  replyWrites,
-} from "./replies.js";
+import { callKey, lookupReply, REPLY_TTL_MS, replyWrite, SweepSchedule } from "./replies.js";
 import type { ApplyResult } from "./state-machine.js";
 import { Layer, LayeredReader, type StateStore } from "./state-store.js";
 import { type Request, type RequestSpec, toWriteOp, type Write } from "./types.js";
@@ -73,7 +66,9 @@ export class WritePipeline {
   #readyAtIndex = Number.POSITIVE_INFINITY;
   /** After a dropped batch: no execution until the batches before it are applied. */
   #draining = false;
-  #nextExpiryCheck = 0;
+  readonly #sweeps = new SweepSchedule();
+  /** The replicated-request mode's cleanup entry in flight (at most one). */
+  #cleanupInFlight = false;
   /**
    * Counters for status and benchmarks. `queuedMs`: summed over requests, executed until a
    * batcher took them; `batchMs`: summed over batches, proposed until applied here.
@@ -189,7 +184,10 @@ export class WritePipeline {
     const time = this.#clock();
     const cached = lookupReply(this.#reader, clientId, callId, time);
     if (cached) return Promise.resolve({ ...cached.reply });
-    if (this.mode === "replicated-request") return this.#proposeRequest(clientId, callId, raw, time);
+    if (this.mode === "replicated-request") {
+      this.#maybeProposeCleanup(time);
+      return this.#proposeRequest(clientId, callId, raw, time);
+    }
 
     if (this.#queue.length >= this.#queueMax) {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `${this.#queueMax} requests are queued`);
@@ -199,7 +197,7 @@ export class WritePipeline {
     this.#nextTxid++;
     const writes: Write[] = [
       ...execution.writes,
-      ...replyWrites(clientId, callId, { txid, expiresAt: time + REPLY_TTL_MS, reply: execution.reply }),
+      replyWrite(clientId, callId, { txid, expiresAt: time + REPLY_TTL_MS, reply: execution.reply }),
     ];
     for (const write of writes) this.#overlay.set(write.table, write.key, write.value, txid);
     return new Promise((resolve, reject) => {
@@ -229,15 +227,53 @@ export class WritePipeline {
     return result.reply;
   }
 
-  #expiredReplies(): Write[] {
+  /** Deletes of expired replay records, when a sweep is due after `writes` new ones. */
+  #expiredReplies(writes: number): Write[] {
     const now = this.#clock();
-    if (now < this.#nextExpiryCheck) return [];
-    this.#nextExpiryCheck = now + EXPIRED_REPLIES_CHECK_INTERVAL_MS;
-    return expiredReplyDeletes(
+    const budget = this.#sweeps.due(now, writes);
+    if (budget === 0) return [];
+    return this.#sweeps.sweeper.sweep(
       this.#store,
       now,
-      (key) => this.#overlay.lookup("replies", key)?.value === null,
+      budget,
+      // Skip what a batch in flight already deletes, or writes afresh (an expired call retried).
+      (key) => this.#overlay.lookup("replies", key) !== undefined,
     );
+  }
+
+  /**
+   * The replicated-request mode executes at apply time, so the leader cannot slip deletes into
+   * a request's writes: a due sweep goes out as an entry of its own (a batch of deletes, no txid).
+   * A call retried after its record expired, and applied between this sweep and its entry, loses
+   * its fresh record: its next retry executes again, which past the TTL is the contract anyway.
+   */
+  #maybeProposeCleanup(time: number): void {
+    if (this.#cleanupInFlight) return;
+    const budget = this.#sweeps.due(time, 1);
+    if (budget === 0) return;
+    const deletes = this.#sweeps.sweeper.sweep(this.#store, time, budget);
+    if (deletes.length === 0) return;
+    const data = encodeEntry(
+      {
+        kind: "batch",
+        time,
+        txids: new Float64Array(0),
+        writeSet: encodeWriteSet(deletes.map(toWriteOp)),
+      },
+      this.#core,
+    );
+    this.#cleanupInFlight = true;
+    let proposed: Promise<ApplyResult>;
+    try {
+      proposed = this.#host.propose(data);
+    } catch {
+      this.#cleanupInFlight = false;
+      return; // The next sweep finds the same records.
+    }
+    const done = () => {
+      this.#cleanupInFlight = false;
+    };
+    proposed.then(done, done);
   }
 
   /** A free batcher takes everything queued, up to `batchBytesMax`, as one Raft entry. */
@@ -253,7 +289,7 @@ export class WritePipeline {
       }
       const batch = this.#queue.splice(0, count);
       const lastTxid = batch[batch.length - 1]!.txid;
-      const cleanup = this.#expiredReplies();
+      const cleanup = this.#expiredReplies(batch.length);
       for (const write of cleanup) this.#overlay.set(write.table, write.key, null, lastTxid);
       const writeSets = batch.map((b) => b.writeSet);
       if (cleanup.length > 0) writeSets.push(encodeWriteSet(cleanup.map(toWriteOp)));

@@ -3,7 +3,7 @@ import { MetaraftError } from "../errors.js";
 import type { Entry } from "../raft/index.js";
 import type { StateMachine } from "../server/raft-host.js";
 import { decodeEntry } from "./entry-codec.js";
-import { lookupReply, REPLY_TTL_MS, replyWrites } from "./replies.js";
+import { lookupReply, REPLY_TTL_MS, replyWrite } from "./replies.js";
 import type { StateStore } from "./state-store.js";
 import { type RequestSpec, toWriteOp } from "./types.js";
 
@@ -71,7 +71,7 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
       const execution = spec.execute(request, { txid, time: payload.time, reader: store });
       const writes = [
         ...execution.writes,
-        ...replyWrites(payload.clientId, payload.callId, {
+        replyWrite(payload.clientId, payload.callId, {
           txid,
           expiresAt: payload.time + REPLY_TTL_MS,
           reply: execution.reply,

@@ -86,28 +86,37 @@ export class LayeredReader implements StateReader {
   }
 
   scan(table: StateTable, prefix: string, startAfter: string | undefined, limit: number): ScanEntry[] {
-    // The layers can hide base entries (deletes), so read enough from the base to fill `limit`
-    // after hiding; layers are small (bounded by the writes in flight).
-    let hidden = 0;
+    // Top layer wins: walk bottom up and let later layers overwrite.
     const layered = new Map<string, Uint8Array | null>();
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      for (const key of this.layers[i]!.keysWithPrefix(table, prefix, startAfter)) {
-        layered.set(key, this.layers[i]!.lookup(table, key)!.value);
+      const layer = this.layers[i]!;
+      for (const key of layer.keysWithPrefix(table, prefix, startAfter)) {
+        layered.set(key, layer.lookup(table, key)!.value);
       }
     }
-    for (const value of layered.values()) if (value === null) hidden++;
-    const merged = new Map<string, Uint8Array>();
-    for (const entry of this.base.scan(table, prefix, startAfter, limit + hidden + layered.size)) {
-      merged.set(entry.key, entry.value);
+    if (layered.size === 0) return this.base.scan(table, prefix, startAfter, limit);
+    // The layers can hide or replace base entries, so read enough from the base to fill
+    // `limit` after that; layers are small (bounded by the writes in flight).
+    const base = this.base.scan(table, prefix, startAfter, limit + layered.size);
+    const top = [...layered]
+      .map(([key, value]) => ({ key, raw: Buffer.from(key), value }))
+      .sort((a, b) => Buffer.compare(a.raw, b.raw));
+    // Both lists are in key order: merge them.
+    const out: ScanEntry[] = [];
+    let i = 0;
+    let j = 0;
+    while (out.length < limit && (i < base.length || j < top.length)) {
+      const order =
+        i >= base.length ? 1 : j >= top.length ? -1 : Buffer.compare(Buffer.from(base[i]!.key), top[j]!.raw);
+      if (order < 0) {
+        out.push(base[i++]!);
+        continue;
+      }
+      if (order === 0) i++; // The layer's value replaces the base's.
+      const { key, value } = top[j++]!;
+      if (value !== null) out.push({ key, value });
     }
-    for (const [key, value] of layered) {
-      if (value === null) merged.delete(key);
-      else merged.set(key, value);
-    }
-    return [...merged]
-      .sort(([a], [b]) => compareUtf8(a, b))
-      .slice(0, limit)
-      .map(([key, value]) => ({ key, value }));
+    return out;
   }
 }
 

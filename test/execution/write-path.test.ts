@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { MetaraftError } from "../../src/errors.js";
+import { EXPIRED_REPLIES_SWEEP_INTERVAL_MS, REPLY_TTL_MS } from "../../src/execution/replies.js";
 import { TABLE_IDS } from "../../src/execution/types.js";
 import type { MetaraftNode } from "../../src/server/node.js";
 import { InProcessCluster } from "../helpers/nodes.js";
@@ -197,4 +198,42 @@ describe("the write path", () => {
     assert.ok(dumps[0]!.split("\n").length > 40);
     assert.equal(dumps[1], dumps[0]);
   });
+
+  for (const mode of ["leader-execution", "replicated-request"] as const) {
+    it(`${mode}: expired replay records are swept on every node, and a late retry executes again`, async () => {
+      let now = 1_700_000_000_000;
+      const cluster = await InProcessCluster.start({ nodes: 3, mode, clock: () => now });
+      try {
+        const early = cluster.client("early-client");
+        await early.createVolume("swept");
+        for (let i = 0; i < 20; i++) await early.createBucket("swept", `bucket-${i}`);
+        await settle(cluster);
+        const replies = (node: MetaraftNode) =>
+          [...node.env.dbs.replies.getRange({})].map(({ key }) => Buffer.from(key as Uint8Array).toString());
+        for (const node of cluster.nodes) {
+          assert.equal(replies(node!).filter((k) => k.startsWith("c/early-client")).length, 21);
+        }
+        // Past the TTL, other traffic drives the sweep (due once per interval).
+        now += REPLY_TTL_MS + 1;
+        const late = cluster.client("late-client");
+        for (let i = 0; i < 5; i++) {
+          await late.createBucket("swept", `late-${i}`);
+          now += EXPIRED_REPLIES_SWEEP_INTERVAL_MS;
+        }
+        await settle(cluster);
+        for (const node of cluster.nodes) {
+          const left = replies(node!);
+          assert.equal(left.filter((k) => k.startsWith("c/early-client")).length, 0, left.join(","));
+          assert.ok(left.some((k) => k.startsWith("c/late-client")));
+        }
+        // The same client and call id as the first call: no cached reply any more, so it runs.
+        await assert.rejects(
+          cluster.client("early-client").createVolume("swept"),
+          (e) => code(e) === "MR_ERR_VOLUME_EXISTS",
+        );
+      } finally {
+        await cluster.stop();
+      }
+    });
+  }
 });
