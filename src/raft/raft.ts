@@ -876,6 +876,18 @@ export class Raft {
     );
   }
 
+  /**
+   * The leader's appends and heartbeats produced since the last Ready, taken out now. They do
+   * not depend on any local write, so a host that steps messages while a Ready is being
+   * persisted sends them at once instead of holding them for the next Ready (which comes only
+   * after that write): a follower's ack, or a proposal, need not wait for the leader's fsync.
+   */
+  takeEagerMessages(): Message[] {
+    const messages = this.#eagerMessages;
+    this.#eagerMessages = [];
+    return messages;
+  }
+
   /** What the host must do now; see `Ready`. Call `advance` before asking for the next one. */
   ready(): Ready {
     if (this.#inFlight) throw new MetaraftError("MR_ERR_INTERNAL", "raft: ready() before advance()");

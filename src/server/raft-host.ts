@@ -279,6 +279,15 @@ export class RaftHost<Result> {
   #kick(): void {
     if (!this.#running || this.#stopped) return;
     if (this.#processing) {
+      // A Ready is being written. Step what arrived now (acks can commit entries without this
+      // node's write) and send the leader's appends at once; the rest waits for the next Ready.
+      try {
+        for (const message of this.#inbox.splice(0)) this.raft.step(message);
+        for (const message of this.raft.takeEagerMessages()) this.#send(message);
+      } catch (error) {
+        this.#die(error);
+        return;
+      }
       this.#again = true;
       return;
     }

@@ -177,6 +177,12 @@ describe("RaftHost", () => {
       // C arrives while B is written; once B is durable, the next write (C's) is held, and B,
       // committed and now in the log, must be answered without waiting for C's write.
       const c = leader.propose(encodeKvCommand({ op: "put", key: "c", value: "2" }));
+      // The leader's append of C does not wait for its own write of B.
+      await until(
+        () => hosts.every((h) => h.raft.log.lastIndex() >= leader.raft.log.lastIndex()),
+        "C to reach the followers while B is still being written",
+      );
+      assert.ok(storage.held !== null);
       const heldB = storage.held!;
       storage.holdNext = true;
       heldB.release();

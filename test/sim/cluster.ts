@@ -371,6 +371,8 @@ export class Simulation {
       this.#maybeSnapshot(node);
     }
     this.#serveReads(node);
+    // As RaftHost does: while a Ready is being written, the leader's appends go out at once.
+    if (node.persisting) for (const m of raft.takeEagerMessages()) this.#send(m);
     if (!node.persisting && raft.hasReady()) {
       const ready = raft.ready();
       if (ready.softState?.role === "leader") this.#onLeader(node);
