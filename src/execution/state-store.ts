@@ -131,15 +131,16 @@ export interface ApplyMeta {
 /**
  * The state machine's tables in LMDB. `apply` makes a write-set visible at once (through the
  * pending layer) and commits it with the applied index and last txid in one transaction; the
- * layer forgets an entry's writes once that transaction is durable. After a crash the applied
- * index on disk says where to resume, and write-sets are absolute, so applying again is harmless.
+ * layer forgets an entry's writes once that transaction is committed. After a crash the applied
+ * index on disk says where to resume, and write-sets are absolute, so applying again is harmless:
+ * which is why the node lets these commits resolve before their fsync (`overlappingSync`).
  */
 export class StateStore implements StateReader {
   readonly #env: StorageEnvironment;
   readonly pending = new Layer();
   #appliedIndex: number;
   #lastTxid: number;
-  #durableIndex: number;
+  #committedIndex: number;
   #lastCommit: Promise<unknown> = Promise.resolve();
   #failure: Error | undefined;
   #unwritten: { table: StateTable; key: string; rawKey: Buffer; value: Uint8Array | null }[] = [];
@@ -149,7 +150,7 @@ export class StateStore implements StateReader {
     this.#env = env;
     this.#appliedIndex = readU64(env.dbs.meta.getBinary(Buffer.from(META_APPLIED)));
     this.#lastTxid = readU64(env.dbs.meta.getBinary(Buffer.from(META_LAST_TXID)));
-    this.#durableIndex = this.#appliedIndex;
+    this.#committedIndex = this.#appliedIndex;
   }
 
   get appliedIndex(): number {
@@ -160,9 +161,9 @@ export class StateStore implements StateReader {
     return this.#lastTxid;
   }
 
-  /** The applied index already synced to disk. */
-  get durableIndex(): number {
-    return this.#durableIndex;
+  /** The applied index already committed to LMDB (and synced, unless the environment overlaps syncs). */
+  get committedIndex(): number {
+    return this.#committedIndex;
   }
 
   get(table: StateTable, key: string): Uint8Array | undefined {
@@ -193,7 +194,7 @@ export class StateStore implements StateReader {
     return out;
   }
 
-  /** Applies one committed entry's writes. Synchronous for readers; durable when `flushed` resolves. */
+  /** Applies one committed entry's writes. Synchronous for readers; committed when `flushed` resolves. */
   apply(
     writes: readonly { table: number; key: Uint8Array; value: Uint8Array | null }[],
     meta: ApplyMeta,
@@ -239,7 +240,7 @@ export class StateStore implements StateReader {
       })
       .then(
         () => {
-          this.#durableIndex = Math.max(this.#durableIndex, index);
+          this.#committedIndex = Math.max(this.#committedIndex, index);
           this.pending.pruneUpTo(index);
         },
         (error: unknown) => {
@@ -250,7 +251,7 @@ export class StateStore implements StateReader {
       );
   }
 
-  /** Resolves when every apply so far is durable. */
+  /** Resolves when every apply so far is committed to LMDB. */
   flushed(): Promise<void> {
     if (this.#flushScheduled) this.#writeUnwritten();
     return this.#lastCommit.then(() => {

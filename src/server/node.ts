@@ -67,9 +67,13 @@ export class MetaraftNode {
   private constructor(config: NodeConfig, self: NodeAddress) {
     this.config = config;
     this.core = createCore({ mode: config.core?.mode ?? "auto" });
-    const envOptions = config.noSync ? { noSync: true } : {};
-    this.#logEnv = openEnvironment(join(config.dataDir, "raft"), envOptions);
-    this.env = openEnvironment(join(config.dataDir, "state"), envOptions);
+    // The log and the state machine's tables live in two environments, so that neither's
+    // commits queue behind the other's fsync. Only the log's commits must be durable before the
+    // node answers: the tables hold applied entries only, so after a crash the node re-applies
+    // from the log whatever their last commits lost (or restores the latest snapshot).
+    const sync = config.noSync ? { noSync: true } : {};
+    this.#logEnv = openEnvironment(join(config.dataDir, "raft"), sync);
+    this.env = openEnvironment(join(config.dataDir, "state"), { ...sync, overlappingSync: true });
     this.#log = new LmdbRaftLog(this.#logEnv);
     this.store = new StateStore(this.env);
     const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;

@@ -47,6 +47,12 @@ export interface EnvironmentOptions {
    * of the machine (not just of the process) may lose acknowledged writes.
    */
   readonly noSync?: boolean;
+  /**
+   * Commits resolve before their fsync, which overlaps the next transaction. LMDB stays intact
+   * after a crash, but the last commits may be missing: only for data that can be rebuilt, like
+   * the state machine's tables, which a restart re-applies from the Raft log.
+   */
+  readonly overlappingSync?: boolean;
   /** `maxDbs`: at least `DB_NAMES.length`; defaults to `ENV_DBS_MAX_DEFAULT`. */
   readonly dbsMax?: number;
 }
@@ -84,8 +90,9 @@ export function openEnvironment(path: string, options: EnvironmentOptions = {}):
       maxDbs: dbsMax,
       noSync,
       // With overlappingSync (lmdb's default on Linux) a commit's promise resolves before the
-      // fsync; Raft must not send a message that depends on a write until the write is durable.
-      overlappingSync: false,
+      // fsync; Raft must not send a message that depends on a write until the write is durable,
+      // so it is off unless asked for.
+      overlappingSync: options.overlappingSync ?? false,
       encoding: "binary",
       keyEncoding: "binary",
     });
