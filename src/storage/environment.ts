@@ -92,7 +92,8 @@ export function openEnvironment(path: string, options: EnvironmentOptions = {}):
       // With overlappingSync (lmdb's default on Linux) a commit's promise resolves before the
       // fsync; Raft must not send a message that depends on a write until the write is durable,
       // so it is off unless asked for.
-      overlappingSync: options.overlappingSync ?? false,
+      // (noSync skips the fsync altogether, and lmdb refuses the two together.)
+      overlappingSync: !noSync && (options.overlappingSync ?? false),
       encoding: "binary",
       keyEncoding: "binary",
     });

@@ -737,4 +737,18 @@ describe("environment", () => {
     await env.close();
     throwsCode(() => openEnvironment(tempDir(), { dbsMax: 12 }), "MR_ERR_INVALID_ARGUMENT");
   });
+
+  test("overlapping syncs: commits resolve and read back, also combined with noSync", async () => {
+    for (const noSync of [false, true]) {
+      const dir = tempDir();
+      const env = openEnvironment(dir, { overlappingSync: true, noSync });
+      for (let i = 0; i < 20; i++) {
+        await env.transaction(() => env.dbs.kv.put(Buffer.from([i]), Buffer.from([i, i])));
+      }
+      await env.close();
+      const reopened = openEnvironment(dir);
+      assert.deepEqual(reopened.dbs.kv.get(Buffer.from([19])), Buffer.from([19, 19]));
+      await reopened.close();
+    }
+  });
 });
