@@ -34,6 +34,11 @@ import {
   stateWhere,
 } from "./raft-records.js";
 
+/**
+ * The newest entries kept decoded in memory, by their data bytes: a follower applies, and a
+ * leader sends, what was just written, and reading it back from LMDB cost a decode and a CRC.
+ */
+export const RECENT_ENTRIES_BYTES_MAX_DEFAULT = 8 * 1024 * 1024;
 /** Terms of recent entries kept in memory: the core asks for the same few terms again and again. */
 export const TERM_CACHE_ENTRIES_DEFAULT = 4096;
 /** An entry's data: one Raft entry is one frame (`frame.bytes_max`), less the entry header. */
@@ -45,6 +50,7 @@ export interface LmdbRaftLogOptions {
   /** The membership of a log that has no snapshot record yet (MemoryStorage's constructor argument). */
   readonly confState?: ConfState;
   readonly termCacheEntries?: number;
+  readonly recentEntriesBytesMax?: number;
   readonly entryDataBytesMax?: number;
   readonly snapshotDataBytesMax?: number;
 }
@@ -93,6 +99,15 @@ export class LmdbRaftLog implements RaftLogStore {
   /** False until the first transaction writes the snapshot and log start records of a new log. */
   #recorded: boolean;
   readonly #pending = new Map<number, PendingEntry>();
+  /**
+   * The newest entries, decoded: always a contiguous run ending at `#last` (appends extend it,
+   * a rewrite cuts it where the rewrite starts, eviction takes the oldest), so holding the first
+   * index of a range means holding the whole range.
+   */
+  readonly #recent = new Map<number, Entry>();
+  #recentFirst = 0;
+  #recentBytes = 0;
+  readonly #recentBytesMax: number;
   #txnSeq = 0;
   /** Settles once every transaction queued so far has settled. */
   #queue: Promise<void> = Promise.resolve();
@@ -106,6 +121,11 @@ export class LmdbRaftLog implements RaftLogStore {
     this.#state = env.dbs.raftState;
     this.#termCache = new TermCache(
       positive("termCacheEntries", options.termCacheEntries, TERM_CACHE_ENTRIES_DEFAULT),
+    );
+    this.#recentBytesMax = positive(
+      "recentEntriesBytesMax",
+      options.recentEntriesBytesMax,
+      RECENT_ENTRIES_BYTES_MAX_DEFAULT,
     );
     this.#entryDataBytesMax = positive(
       "entryDataBytesMax",
@@ -178,6 +198,10 @@ export class LmdbRaftLog implements RaftLogStore {
       out.push(entry);
       return true;
     };
+    if (this.#recent.has(lo)) {
+      for (let index = lo; index < hi; index++) if (!take(this.#recent.get(index)!)) break;
+      return out;
+    }
     if (this.#pending.size > 0) {
       // Rare (a read between a save and its commit): entry by entry, so pending ones win.
       for (let index = lo; index < hi; index++) if (!take(this.#entryAt(index))) break;
@@ -269,10 +293,12 @@ export class LmdbRaftLog implements RaftLogStore {
     }
     this.#last = lastAfter;
     this.#dropPendingOutside();
+    if (snapshot) this.#clearRecent();
     for (const entry of appended) {
       this.#pending.set(entry.index, { entry, txn });
       this.#termCache.set(entry.index, entry.term);
     }
+    this.#remember(appended);
     if (hardState) this.#hardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
     return this.#commit(txn, writes);
   }
@@ -307,6 +333,7 @@ export class LmdbRaftLog implements RaftLogStore {
     this.#putState(writes, "logStart", encodeLogStart(start));
     this.#start = start;
     this.#dropPendingOutside();
+    this.#dropRecentThrough(start.index);
     this.#background(writes);
   }
 
@@ -350,6 +377,8 @@ export class LmdbRaftLog implements RaftLogStore {
   #entryAt(index: number): Entry {
     const pending = this.#pending.get(index);
     if (pending) return pending.entry;
+    const recent = this.#recent.get(index);
+    if (recent) return recent;
     const value = this.#log.get(indexKey(index));
     if (value === undefined) throw corrupt(logWhere(index), "missing");
     return decodeEntry(value, index);
@@ -374,6 +403,50 @@ export class LmdbRaftLog implements RaftLogStore {
     for (const index of this.#pending.keys()) {
       if (index <= this.#start.index || index > this.#last) this.#pending.delete(index);
     }
+  }
+
+  /** Adds what a save appended to the recent run (cutting it where they start), then evicts. */
+  #remember(appended: readonly Entry[]): void {
+    const from = appended[0]?.index;
+    if (from === undefined) return;
+    // A rewrite replaces everything from its first entry on; one that starts before the run, or
+    // after a gap, starts a new run.
+    if (from < this.#recentFirst || from > this.#recentFirst + this.#recent.size) this.#clearRecent();
+    else this.#cutRecentFrom(from);
+    if (this.#recent.size === 0) this.#recentFirst = from;
+    for (const entry of appended) {
+      this.#recent.set(entry.index, entry);
+      this.#recentBytes += entry.data.length;
+    }
+    while (this.#recentBytes > this.#recentBytesMax && this.#recent.size > 0) {
+      this.#dropRecentThrough(this.#recentFirst);
+    }
+  }
+
+  /** Drops the recent entries at `from` and after (the newest end of the run). */
+  #cutRecentFrom(from: number): void {
+    for (
+      let index = this.#recentFirst + this.#recent.size - 1;
+      index >= from && this.#recent.size > 0;
+      index--
+    ) {
+      this.#recentBytes -= this.#recent.get(index)!.data.length;
+      this.#recent.delete(index);
+    }
+  }
+
+  /** Drops the recent entries up to `through` (the oldest end of the run). */
+  #dropRecentThrough(through: number): void {
+    while (this.#recent.size > 0 && this.#recentFirst <= through) {
+      this.#recentBytes -= this.#recent.get(this.#recentFirst)!.data.length;
+      this.#recent.delete(this.#recentFirst);
+      this.#recentFirst++;
+    }
+  }
+
+  #clearRecent(): void {
+    this.#recent.clear();
+    this.#recentBytes = 0;
   }
 
   #background(writes: Write[]): void {

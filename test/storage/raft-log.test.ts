@@ -452,7 +452,13 @@ describe("LmdbRaftLog agrees with MemoryStorage (property)", () => {
         const dir = mkdtempSync(join(tmpdir(), "metaraft-raftlog-prop-"));
         const model = new MemoryStorage(CONF);
         // Durability is the crash test's business; fsync here would only slow the search down.
-        let lmdb = openLog(dir, { confState: CONF, noSync: true, termCacheEntries: 8 });
+        // Small caches, so that reads cross their edges (and eviction runs) all the time.
+        let lmdb = openLog(dir, {
+          confState: CONF,
+          noSync: true,
+          termCacheEntries: 8,
+          recentEntriesBytesMax: 64,
+        });
         try {
           const unawaited: Promise<void>[] = [];
           for (const op of ops) {
