@@ -7,6 +7,10 @@
  *   npm run bench:cluster [-- --seconds 8] [-- --connections 4] [-- --inflight 256]
  *                         [-- --modes leader-execution,replicated-request] [-- --batchers 1,2,4,6,8,16]
  *                         [-- --snapshot-entries 100000] [-- --quick] [-- --filter <substring of the case id>]
+ *                         [-- --repeat 3] [-- --no-sync]
+ *
+ * Every case runs `--repeat` times (3 by default, 1 with --quick), the rounds interleaved so that
+ * a machine that slows down for a while slows every case alike; a case reports its median run.
  *
  * Case ids: `replicated-request`, `leader-execution/batchers-<n>`. A `--quick` or `--filter`
  * run writes bench/results/cluster.partial.json, never the reference cluster.json.
@@ -45,6 +49,7 @@ const { values } = parseArgs({
      */
     "snapshot-entries": { type: "string", default: "100000" },
     quick: { type: "boolean", default: false },
+    repeat: { type: "string" },
     /** No fsync on the nodes: measures CPU cost per request, not durable throughput. */
     "no-sync": { type: "boolean", default: false },
     /** `npm run bench -- --filter x` passes it to every benchmark: here it selects cases by id. */
@@ -61,6 +66,8 @@ function positiveInt(name: string, text: string): number {
 const quick = values.quick === true;
 const filter = values.filter;
 const seconds = quick ? 2 : Number(values.seconds);
+const repeat = positiveInt("repeat", values.repeat ?? (quick ? "1" : "3"));
+const noSync = values["no-sync"] === true;
 if (!(seconds > 0)) throw new Error(`--seconds must be positive: ${values.seconds}`);
 const connections = positiveInt("connections", values.connections);
 const snapshotEntries = positiveInt("snapshot-entries", values["snapshot-entries"]);
@@ -157,6 +164,30 @@ function leaderSent(before: Status | null, after: Status | null, requests: numbe
   };
 }
 
+/**
+ * CPU per process, as % of one core and as CPU time per key create: when the machine is
+ * saturated, the ratio of two cases' totals per key create is the ratio of their throughputs.
+ */
+function cpuSummary(nodes: NodeCpu[], loadgenPct: number, createsPerS: number) {
+  const perCreate = (p: number | null) =>
+    p === null || createsPerS <= 0 ? null : Math.round((p / 100 / createsPerS) * 1e6);
+  const leaderPct = nodes.find((n) => n.leader)?.cpu_pct ?? null;
+  const followersPct = nodes.filter((n) => !n.leader).map((n) => n.cpu_pct);
+  const all = [leaderPct, ...followersPct, loadgenPct];
+  return {
+    nodes,
+    leader_pct: leaderPct,
+    followers_pct: followersPct,
+    loadgen_pct: loadgenPct,
+    us_per_create: {
+      leader: perCreate(leaderPct),
+      followers: followersPct.map(perCreate),
+      loadgen: perCreate(loadgenPct),
+      total: all.includes(null) ? null : perCreate(all.reduce<number>((a, b) => a + (b ?? 0), 0)),
+    },
+  };
+}
+
 interface NodeCpu {
   readonly node: number;
   readonly leader: boolean;
@@ -171,6 +202,8 @@ interface CaseResult {
   readonly seconds: number;
   readonly key_creates: number;
   readonly creates_per_s: number;
+  /** Every run's rate, in run order (the case reports its median run). */
+  readonly creates_per_s_runs?: number[];
   readonly requests_per_s: number;
   readonly errors: number;
   readonly error_codes: Record<string, number>;
@@ -186,12 +219,7 @@ interface CaseResult {
   readonly leader_changed: boolean | null;
   /** Key creates completed in each whole second of the window. */
   readonly creates_by_second: number[];
-  readonly cpu: {
-    readonly nodes: NodeCpu[];
-    readonly leader_pct: number | null;
-    readonly followers_pct: (number | null)[];
-    readonly loadgen_pct: number;
-  };
+  readonly cpu: ReturnType<typeof cpuSummary>;
   readonly startup_ms: number;
 }
 
@@ -204,8 +232,7 @@ const errorCode = (error: unknown) =>
       ? error.name
       : "unknown";
 
-async function runCase(spec: CaseSpec, index: number, bar: cliProgress.SingleBar): Promise<CaseResult> {
-  const label = `[${index + 1}/${cases.length}] ${spec.id}`;
+async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar): Promise<CaseResult> {
   const t0 = Date.now();
   bar.update(0, { label, phase: "starting", rate: "-" });
   const cluster = await ProcessCluster.start({
@@ -216,7 +243,7 @@ async function runCase(spec: CaseSpec, index: number, bar: cliProgress.SingleBar
     tickMs: TICK_MS,
     electionTicks: ELECTION_TICKS,
     snapshotEntries,
-    noSync: values["no-sync"],
+    noSync,
   });
   const clients: MetaraftClient[] = [];
   try {
@@ -403,12 +430,7 @@ async function runCase(spec: CaseSpec, index: number, bar: cliProgress.SingleBar
       leader,
       leader_changed: leaderChanged,
       creates_by_second: bySecond,
-      cpu: {
-        nodes,
-        leader_pct: nodes.find((n) => n.leader)?.cpu_pct ?? null,
-        followers_pct: nodes.filter((n) => !n.leader).map((n) => n.cpu_pct),
-        loadgen_pct: pct((loadgenCpu.user + loadgenCpu.system) / 1e6, elapsed),
-      },
+      cpu: cpuSummary(nodes, pct((loadgenCpu.user + loadgenCpu.system) / 1e6, elapsed), completed / elapsed),
       startup_ms: startupMs,
     };
   } finally {
@@ -444,21 +466,32 @@ async function main(): Promise<void> {
     },
     cliProgress.Presets.shades_classic,
   );
-  const results: CaseResult[] = [];
+  const runs: CaseResult[][] = cases.map(() => []);
   bar.start(seconds, 0, { label: "", phase: "", rate: "-" });
   try {
-    for (const [i, spec] of cases.entries()) {
-      results.push(await runCase(spec, i, bar));
+    for (let round = 0; round < repeat; round++) {
+      for (const [i, spec] of cases.entries()) {
+        const label = `[${round * cases.length + i + 1}/${repeat * cases.length}] ${spec.id}`;
+        runs[i]!.push(await runCase(spec, label, bar));
+      }
     }
   } finally {
     bar.stop();
   }
+  // Each case's median run (by key creates per second), whole, so that its latencies and CPU
+  // belong to the same run, with every run's rate beside it.
+  const results: CaseResult[] = runs.map((caseRuns) => {
+    const sorted = [...caseRuns].sort((a, b) => a.creates_per_s - b.creates_per_s);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    return { ...median, creates_per_s_runs: caseRuns.map((r) => r.creates_per_s) };
+  });
 
   console.table(
     results.map((r) => ({
       mode: r.mode,
       batchers: r.batchers ?? "-",
       "creates/s": r.creates_per_s,
+      "runs (creates/s)": (r.creates_per_s_runs ?? []).join(" "),
       "p50 ms": ms(r.latency_us.p50),
       "p99 ms": ms(r.latency_us.p99),
       "p999 ms": ms(r.latency_us.p999),
@@ -466,6 +499,7 @@ async function main(): Promise<void> {
       "CPU% leader": cpuText(r.cpu.leader_pct),
       "CPU% followers": r.cpu.followers_pct.map(cpuText).join("/"),
       "CPU% loadgen": cpuText(r.cpu.loadgen_pct),
+      "CPU µs/create": r.cpu.us_per_create.total ?? "?",
       "save/queue/batch ms": [r.leader_timing_ms.save, r.leader_timing_ms.queued, r.leader_timing_ms.batch]
         .map((v) => (v === null ? "-" : v.toFixed(1)))
         .join(" / "),
@@ -498,10 +532,15 @@ async function main(): Promise<void> {
     const speedup = reference.creates_per_s / Math.max(1, replicated.creates_per_s);
     const p99Lower = reference.latency_us.p99 < replicated.latency_us.p99;
     const met = speedup >= TARGET_SPEEDUP && p99Lower;
+    const le = reference.cpu.us_per_create.total;
+    const rr = replicated.cpu.us_per_create.total;
+    const cpuRatio = le && rr ? Number((rr / le).toFixed(2)) : null;
     comparison = {
       leader_execution_case: reference.id,
       replicated_request_case: replicated.id,
       speedup: Number(speedup.toFixed(2)),
+      /** CPU per key create (all processes), replicated-request over leader-execution. */
+      cpu_per_create_ratio: cpuRatio,
       p99_ms: {
         leader_execution: reference.latency_us.p99 / 1000,
         replicated_request: replicated.latency_us.p99 / 1000,
@@ -514,7 +553,8 @@ async function main(): Promise<void> {
     console.log(
       `leader-execution (batchers ${reference.batchers}) vs replicated-request: ${speedup.toFixed(1)}x creates/s, ` +
         `p99 ${ms(reference.latency_us.p99)} ms vs ${ms(replicated.latency_us.p99)} ms — ` +
-        `target (>= ${TARGET_SPEEDUP}x with lower p99) ${met ? "met" : "NOT met"}` +
+        `target (>= ${TARGET_SPEEDUP}x with lower p99) ${met ? "met" : "NOT met"}; ` +
+        `CPU per key create ${rr ?? "?"} µs vs ${le ?? "?"} µs (${cpuRatio ?? "?"}x)` +
         (reference.batchers === REFERENCE_BATCHERS ? "" : ` (batchers ${REFERENCE_BATCHERS} was not run)`),
     );
   } else {
@@ -537,6 +577,7 @@ async function main(): Promise<void> {
       connections,
       inflight,
       seconds_per_case: seconds,
+      repeat,
       warmup_s: WARMUP_MS / 1000,
       modes,
       batchers: batcherValues,
@@ -544,7 +585,7 @@ async function main(): Promise<void> {
       election_ticks: ELECTION_TICKS,
       snapshot_entries: snapshotEntries,
       call_timeout_ms: CALL_TIMEOUT_MS,
-      fsync: true,
+      fsync: !noSync,
       quick,
       filter: filter ?? null,
       cpu_pct:
@@ -553,12 +594,11 @@ async function main(): Promise<void> {
     results,
     comparison,
   };
-  // A quick or filtered run must not overwrite the reference results.
+  // A quick or filtered run must not overwrite the reference results; a complete one without
+  // fsync has its own file.
   const complete = !quick && filter === undefined;
-  const out = new URL(
-    `../../bench/results/${complete ? "cluster" : "cluster.partial"}.json`,
-    import.meta.url,
-  );
+  const name = !complete ? "cluster.partial" : noSync ? "cluster.nosync" : "cluster";
+  const out = new URL(`../../bench/results/${name}.json`, import.meta.url);
   mkdirSync(new URL(".", out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   process.stderr.write(`wrote ${out.pathname}\n`);
