@@ -10,15 +10,24 @@ import { RpcClient } from "../../src/client/rpc-client.js";
 const kvNodeMain = fileURLToPath(new URL("../../src/server/kv-node-main.js", import.meta.url));
 const metaraftCli = fileURLToPath(new URL("../../src/cli/metaraft.js", import.meta.url));
 
+/** Ports this process has handed out: the OS may offer a port again as soon as it is closed. */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address();
+        server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface ClusterOptions {
