@@ -129,7 +129,7 @@ interface RaftStats {
   saveMs: number;
 }
 interface Status {
-  transport?: { sent: number; sentBytes: number }[];
+  transport?: { sent: number; sentBytes: number; writes: number }[];
   role?: string;
   term?: number;
   execution?: ExecutionStats;
@@ -155,12 +155,15 @@ function leaderTiming(before: Status | null, after: Status | null) {
 
 /** Peer messages and bytes the leader sent per request answered (both followers together). */
 function leaderSent(before: Status | null, after: Status | null, requests: number) {
-  const sum = (s: Status | null, f: (p: { sent: number; sentBytes: number }) => number) =>
+  const sum = (s: Status | null, f: (p: { sent: number; sentBytes: number; writes: number }) => number) =>
     (s?.transport ?? []).reduce((acc, p) => acc + f(p), 0);
   if (!before?.transport || !after?.transport || requests <= 0) return null;
   return {
     messages: Number(((sum(after, (p) => p.sent) - sum(before, (p) => p.sent)) / requests).toFixed(3)),
     bytes: Math.round((sum(after, (p) => p.sentBytes) - sum(before, (p) => p.sentBytes)) / requests),
+    socket_writes: Number(
+      ((sum(after, (p) => p.writes) - sum(before, (p) => p.writes)) / requests).toFixed(3),
+    ),
   };
 }
 

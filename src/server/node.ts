@@ -155,13 +155,16 @@ export class MetaraftNode {
       lastTxid: this.store.lastTxid,
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
-      transport: this.#transport.stats().peers.map(({ nodeId, sent, sentBytes, received, dropped }) => ({
-        nodeId,
-        sent,
-        sentBytes,
-        received,
-        dropped,
-      })),
+      transport: this.#transport
+        .stats()
+        .peers.map(({ nodeId, sent, sentBytes, writes, received, dropped }) => ({
+          nodeId,
+          sent,
+          sentBytes,
+          writes,
+          received,
+          dropped,
+        })),
     };
   }
 

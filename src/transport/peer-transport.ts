@@ -112,6 +112,8 @@ export interface PeerStats {
   /** Messages handed to the socket (they may still be lost if it then fails). */
   readonly sent: number;
   readonly sentBytes: number;
+  /** Socket writes that carried them (each a batch of frames). */
+  readonly writes: number;
   /** Messages refused by `send` because the queue was full, or discarded with the peer. */
   readonly dropped: number;
   readonly received: number;
@@ -173,6 +175,7 @@ interface PeerState {
   lastLogged: string | undefined;
   sent: number;
   sentBytes: number;
+  writes: number;
   dropped: number;
   received: number;
   reconnects: number;
@@ -389,6 +392,7 @@ export class PeerTransport {
         queuedBytes: peer.queue.bytes,
         sent: peer.sent,
         sentBytes: peer.sentBytes,
+        writes: peer.writes,
         dropped: peer.dropped,
         received: peer.received,
         reconnects: peer.reconnects,
@@ -437,6 +441,7 @@ export class PeerTransport {
       lastLogged: undefined,
       sent: 0,
       sentBytes: 0,
+      writes: 0,
       dropped: 0,
       received: 0,
       reconnects: 0,
@@ -823,6 +828,7 @@ export class PeerTransport {
       const frames = encodeFrameBatch(batch, this.#o.frameBytesMax, this.#core);
       peer.sent += batch.length;
       peer.sentBytes += frames.length;
+      peer.writes++;
       if (!link.socket.write(frames)) {
         link.waitingDrain = true;
         link.socket.once("drain", () => {
