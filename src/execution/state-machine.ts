@@ -33,8 +33,16 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
     return this.store.appliedIndex;
   }
 
+  /** The state is in LMDB: Raft snapshots carry no data, and copy it only to send it. */
+  get durableIndex(): number {
+    return this.store.durableIndex;
+  }
+
   apply(entry: Entry): ApplyResult {
     const store = this.store;
+    // Already in the state (a snapshot copied after its own index): executing it again in the
+    // replicated-request mode would not be harmless.
+    if (entry.index <= store.appliedIndex) return { kind: "batch" };
     const payload = entry.type === "normal" ? decodeEntry(entry.data, this.core, entry.index) : null;
     if (!payload) {
       store.apply([], { index: entry.index, lastTxid: store.lastTxid });

@@ -141,6 +141,7 @@ export class StateStore implements StateReader {
   #appliedIndex: number;
   #lastTxid: number;
   #committedIndex: number;
+  #durableIndex: number;
   #lastCommit: Promise<unknown> = Promise.resolve();
   #failure: Error | undefined;
   #unwritten: { table: StateTable; key: string; rawKey: Buffer; value: Uint8Array | null }[] = [];
@@ -151,6 +152,7 @@ export class StateStore implements StateReader {
     this.#appliedIndex = readU64(env.dbs.meta.getBinary(Buffer.from(META_APPLIED)));
     this.#lastTxid = readU64(env.dbs.meta.getBinary(Buffer.from(META_LAST_TXID)));
     this.#committedIndex = this.#appliedIndex;
+    this.#durableIndex = this.#appliedIndex;
   }
 
   get appliedIndex(): number {
@@ -164,6 +166,11 @@ export class StateStore implements StateReader {
   /** The applied index already committed to LMDB (and synced, unless the environment overlaps syncs). */
   get committedIndex(): number {
     return this.#committedIndex;
+  }
+
+  /** The applied index known to be synced to disk: a crash cannot take the state below it. */
+  get durableIndex(): number {
+    return this.#durableIndex;
   }
 
   get(table: StateTable, key: string): Uint8Array | undefined {
@@ -229,26 +236,38 @@ export class StateStore implements StateReader {
     const index = this.#appliedIndex;
     const lastTxid = this.#lastTxid;
     const dbs = this.#env.dbs;
-    this.#lastCommit = this.#env
-      .transaction(() => {
+    this.#track(
+      index,
+      this.#env.transaction(() => {
         for (const w of writes) {
           if (w.value === null) dbs[w.table].remove(w.rawKey);
           else dbs[w.table].put(w.rawKey, asBuffer(w.value));
         }
         dbs.meta.put(Buffer.from(META_APPLIED), u64(index));
         dbs.meta.put(Buffer.from(META_LAST_TXID), u64(lastTxid));
-      })
-      .then(
-        () => {
-          this.#committedIndex = Math.max(this.#committedIndex, index);
-          this.pending.pruneUpTo(index);
-        },
-        (error: unknown) => {
-          this.#failure = new MetaraftError("MR_ERR_INTERNAL", `applying up to entry ${index} failed`, {
-            cause: error,
-          });
-        },
-      );
+      }),
+    );
+  }
+
+  /** Follows the transaction that brings the tables to `index`: committed, then synced. */
+  #track(index: number, commit: Promise<unknown>): void {
+    this.#lastCommit = commit.then(
+      () => {
+        this.#committedIndex = Math.max(this.#committedIndex, index);
+        this.pending.pruneUpTo(index);
+        void this.#env.flushed().then(
+          () => {
+            this.#durableIndex = Math.max(this.#durableIndex, index);
+          },
+          () => {}, // A failed sync fails a later commit too, which reports it.
+        );
+      },
+      (error: unknown) => {
+        this.#failure = new MetaraftError("MR_ERR_INTERNAL", `applying up to entry ${index} failed`, {
+          cause: error,
+        });
+      },
+    );
   }
 
   /** Resolves when every apply so far is committed to LMDB. */
@@ -283,24 +302,34 @@ export class StateStore implements StateReader {
   /** Replaces every table with a snapshot's. */
   restore(data: Uint8Array, index: number): void {
     if (this.#flushScheduled) this.#writeUnwritten();
-    const snapshot = unpack(data) as { lastTxid: number; tables: [number, [Uint8Array, Uint8Array][]][] };
+    const snapshot = unpack(data) as {
+      appliedIndex?: number;
+      lastTxid: number;
+      tables: [number, [Uint8Array, Uint8Array][]][];
+    };
     this.pending.clear();
     const dbs = this.#env.dbs;
+    // A copy taken when it was sent may be ahead of the snapshot's index: entries up to its own
+    // applied index are in it already, and apply skips them.
+    index = Math.max(index, snapshot.appliedIndex ?? index);
     this.#appliedIndex = index;
     this.#lastTxid = snapshot.lastTxid;
-    this.#lastCommit = this.#env.transaction(() => {
-      for (const name of Object.keys(TABLE_IDS) as StateTable[]) {
-        if (name === "meta") continue;
-        for (const { key } of dbs[name].getRange({})) dbs[name].remove(key as Buffer);
-      }
-      for (const [id, rows] of snapshot.tables) {
-        const name = TABLE_OF_ID.get(id);
-        if (!name || name === "meta") continue;
-        for (const [key, value] of rows) dbs[name].put(Buffer.from(key), asBuffer(value));
-      }
-      dbs.meta.put(Buffer.from(META_APPLIED), u64(index));
-      dbs.meta.put(Buffer.from(META_LAST_TXID), u64(snapshot.lastTxid));
-    });
+    this.#track(
+      index,
+      this.#env.transaction(() => {
+        for (const name of Object.keys(TABLE_IDS) as StateTable[]) {
+          if (name === "meta") continue;
+          for (const { key } of dbs[name].getRange({})) dbs[name].remove(key as Buffer);
+        }
+        for (const [id, rows] of snapshot.tables) {
+          const name = TABLE_OF_ID.get(id);
+          if (!name || name === "meta") continue;
+          for (const [key, value] of rows) dbs[name].put(Buffer.from(key), asBuffer(value));
+        }
+        dbs.meta.put(Buffer.from(META_APPLIED), u64(index));
+        dbs.meta.put(Buffer.from(META_LAST_TXID), u64(snapshot.lastTxid));
+      }),
+    );
   }
 }
 

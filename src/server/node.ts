@@ -23,6 +23,8 @@ export interface NodeConfig {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEntries?: number;
+  /** Entries kept in the log behind a snapshot, for followers slightly behind (tests lower it). */
+  readonly snapshotTrailingEntries?: number;
   readonly execution?: {
     readonly mode?: ExecutionMode;
     readonly batchers?: number;
@@ -64,16 +66,16 @@ export class MetaraftNode {
   readonly #log: LmdbRaftLog;
   readonly #logEnv: StorageEnvironment;
 
-  private constructor(config: NodeConfig, self: NodeAddress) {
+  private constructor(
+    config: NodeConfig,
+    self: NodeAddress,
+    logEnv: StorageEnvironment,
+    stateEnv: StorageEnvironment,
+  ) {
     this.config = config;
     this.core = createCore({ mode: config.core?.mode ?? "auto" });
-    // The log and the state machine's tables live in two environments, so that neither's
-    // commits queue behind the other's fsync. Only the log's commits must be durable before the
-    // node answers: the tables hold applied entries only, so after a crash the node re-applies
-    // from the log whatever their last commits lost (or restores the latest snapshot).
-    const sync = config.noSync ? { noSync: true } : {};
-    this.#logEnv = openEnvironment(join(config.dataDir, "raft"), sync);
-    this.env = openEnvironment(join(config.dataDir, "state"), { ...sync, overlappingSync: true });
+    this.#logEnv = logEnv;
+    this.env = stateEnv;
     this.#log = new LmdbRaftLog(this.#logEnv);
     this.store = new StateStore(this.env);
     const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
@@ -101,6 +103,9 @@ export class MetaraftNode {
       tickMs: config.tickMs ?? NODE_DEFAULTS.tickMs,
       raft: { electionTicks: config.electionTicks ?? NODE_DEFAULTS.electionTicks },
       snapshotEntries: config.snapshotEntries ?? NODE_DEFAULTS.snapshotEntries,
+      ...(config.snapshotTrailingEntries === undefined
+        ? {}
+        : { snapshotTrailingEntries: config.snapshotTrailingEntries }),
       onSoftState: (state) => pipeline?.onSoftState(state),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
     });
@@ -125,7 +130,23 @@ export class MetaraftNode {
   static async start(config: NodeConfig): Promise<MetaraftNode> {
     const self = config.cluster.find((n) => n.id === config.id);
     if (!self) throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `node ${config.id} is not in the cluster`);
-    const node = new MetaraftNode(config, self);
+    // The log and the state machine's tables live in two environments, so that neither's
+    // commits queue behind the other's fsync. Only the log's commits must be durable before the
+    // node answers: the tables hold applied entries only, so after a crash the node re-applies
+    // from the log whatever their last commits lost (or restores the latest snapshot).
+    const sync = config.noSync ? { noSync: true } : {};
+    const logEnv = openEnvironment(join(config.dataDir, "raft"), sync);
+    let stateEnv: StorageEnvironment | undefined;
+    let node: MetaraftNode;
+    try {
+      stateEnv = openEnvironment(join(config.dataDir, "state"), { ...sync, overlappingSync: true });
+      node = new MetaraftNode(config, self, logEnv, stateEnv);
+    } catch (error) {
+      // A node that cannot start (a corrupt log, a state behind it) leaves nothing open.
+      await stateEnv?.close();
+      await logEnv.close();
+      throw error;
+    }
     await node.#transport.start();
     node.host.start();
     await node.#rpc.listen();

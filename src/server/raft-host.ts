@@ -32,6 +32,13 @@ export interface StateMachine<Result> {
   restore(data: Uint8Array, index: number): void;
   /** The last index the state machine holds (after a restart: what it persisted). */
   readonly appliedIndex: number;
+  /**
+   * Only for a state machine that keeps its own state on disk: the applied index known to be
+   * synced there. Its Raft snapshots then carry no data, which makes taking one free instead
+   * of a copy of the whole state every `snapshotEntries`: the log is compacted only below this
+   * index (a restart replays the rest), and the state is copied only when a follower needs it.
+   */
+  readonly durableIndex?: number;
 }
 
 export interface RaftHostOptions<Result> {
@@ -66,6 +73,8 @@ export const HOST_DEFAULTS = {
   /** Reassembly buffers for incoming snapshot chunks, per sender. */
   snapshotBytesMax: 1024 * 1024 * 1024,
 } as const;
+
+const EMPTY_SNAPSHOT_DATA = new Uint8Array(0);
 
 interface Pending<T> {
   readonly resolve: (value: T) => void;
@@ -108,14 +117,33 @@ export class RaftHost<Result> {
   #confState: ConfState;
   #fatal: Error | undefined;
   /** Counters for status and benchmarks: durable writes, and what they carried. */
-  readonly stats = { saves: 0, entriesSaved: 0, entriesApplied: 0, messagesSent: 0, saveMs: 0 };
+  readonly stats = {
+    saves: 0,
+    entriesSaved: 0,
+    entriesApplied: 0,
+    messagesSent: 0,
+    saveMs: 0,
+    snapshots: 0,
+    restores: 0,
+  };
 
   constructor(options: RaftHostOptions<Result>) {
     this.#options = options;
     const stored = options.storage.snapshot();
-    if (stored.meta.index > options.stateMachine.appliedIndex) {
-      // A state machine kept only in memory starts again from the latest snapshot.
-      options.stateMachine.restore(stored.data, stored.meta.index);
+    const machine = options.stateMachine;
+    if (stored.meta.index > machine.appliedIndex) {
+      if (stored.data.length > 0) {
+        // A state machine kept only in memory, or one that crashed while restoring a snapshot
+        // it was sent, starts again from the stored snapshot.
+        machine.restore(stored.data, stored.meta.index);
+      } else if (machine.appliedIndex < options.storage.firstIndex() - 1) {
+        // A snapshot without data stands for the state machine's own durable state, and the log
+        // is never compacted past that: a state this far behind was not the one on this disk.
+        throw new MetaraftError(
+          "MR_ERR_LOG_CORRUPT",
+          `the state is at index ${machine.appliedIndex}, but the log starts after ${options.storage.firstIndex() - 1}`,
+        );
+      }
     }
     const applied = options.stateMachine.appliedIndex;
     this.raft = new Raft({
@@ -148,6 +176,10 @@ export class RaftHost<Result> {
       applied: this.#applied,
       firstIndex: raft.log.firstIndex(),
       lastIndex: raft.log.lastIndex(),
+      snapshot: {
+        index: this.#options.storage.snapshot().meta.index,
+        dataBytes: this.#options.storage.snapshot().data.length,
+      },
       members: raft.confState(),
     };
   }
@@ -257,8 +289,17 @@ export class RaftHost<Result> {
     return unpack(Buffer.concat(partial.parts)) as Message;
   }
 
-  #send(message: Message): void {
+  #send(outgoing: Message): void {
     this.stats.messagesSent++;
+    let message = outgoing;
+    if (message.type === "snap" && message.snapshot.data.length === 0 && this.#durableMachine) {
+      // The snapshot stands for the state on disk: copy it now. The copy may be ahead of the
+      // snapshot's index (it holds everything applied); the receiver skips what it already has.
+      message = {
+        ...message,
+        snapshot: { ...message.snapshot, data: this.#options.stateMachine.snapshot() },
+      };
+    }
     const payload = pack(message);
     const chunkBytes = this.#options.snapshotChunkBytes ?? HOST_DEFAULTS.snapshotChunkBytes;
     if (message.type !== "snap" || payload.length <= chunkBytes) {
@@ -343,6 +384,7 @@ export class RaftHost<Result> {
     }
     for (const message of ready.messages) this.#send(message);
     if (ready.snapshot) {
+      this.stats.restores++;
       this.#options.stateMachine.restore(ready.snapshot.data, ready.snapshot.meta.index);
       this.#applied = ready.snapshot.meta.index;
       this.#lastSnapshotIndex = ready.snapshot.meta.index;
@@ -399,15 +441,27 @@ export class RaftHost<Result> {
     this.#options.onSoftState?.(state);
   }
 
+  get #durableMachine(): boolean {
+    return this.#options.stateMachine.durableIndex !== undefined;
+  }
+
   #maybeSnapshot(): void {
     const every = this.#options.snapshotEntries ?? HOST_DEFAULTS.snapshotEntries;
     if (this.#applied - this.#lastSnapshotIndex < every) return;
     const storage = this.#options.storage;
     if (this.#applied > storage.lastIndex()) return;
-    storage.createSnapshot(this.#applied, this.#confState, this.#options.stateMachine.snapshot());
+    const machine = this.#options.stateMachine;
+    const durable = machine.durableIndex;
+    storage.createSnapshot(
+      this.#applied,
+      this.#confState,
+      durable === undefined ? machine.snapshot() : EMPTY_SNAPSHOT_DATA,
+    );
     this.#lastSnapshotIndex = this.#applied;
+    this.stats.snapshots++;
     const trailing = this.#options.snapshotTrailingEntries ?? HOST_DEFAULTS.snapshotTrailingEntries;
-    const compactTo = this.#applied + 1 - trailing;
+    // Entries the state machine has not synced yet stay in the log, to be replayed after a crash.
+    const compactTo = Math.min(this.#applied, durable ?? this.#applied) + 1 - trailing;
     if (compactTo > storage.firstIndex()) storage.compact(compactTo);
   }
 

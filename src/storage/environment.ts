@@ -70,6 +70,8 @@ export interface StorageEnvironment {
    * promise rejects with that error.
    */
   transaction<T>(writes: () => T): Promise<T>;
+  /** Resolves once every transaction committed so far is synced to disk (see `overlappingSync`). */
+  flushed(): Promise<void>;
   /** Waits for queued transactions, then closes the environment. Idempotent. */
   close(): Promise<void>;
 }
@@ -115,6 +117,9 @@ export function openEnvironment(path: string, options: EnvironmentOptions = {}):
     // A child transaction so that a callback that throws half-way commits none of its writes
     // (lmdb's plain `transaction` would commit whatever ran before the throw).
     transaction: (writes) => root.childTransaction(writes),
+    flushed: async () => {
+      await root.flushed;
+    },
     close: () => {
       closing ??= root.close();
       return closing;

@@ -36,6 +36,14 @@ function dumpState(node: MetaraftNode): string {
   return rows.join("\n");
 }
 
+async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 const code = (error: unknown) => (error instanceof MetaraftError ? error.code : String(error));
 
 describe("the write path", () => {
@@ -266,6 +274,84 @@ describe("the write path", () => {
       const leader = await cluster.leader();
       assert.equal(dumpState(restarted), dumpState(leader));
       assert.match(dumpState(restarted), /^buckets /m);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  for (const mode of ["leader-execution", "replicated-request"] as const) {
+    it(`${mode}: snapshots carry no data; a follower behind the compacted log gets a copy of the state`, async () => {
+      const cluster = await InProcessCluster.start({
+        nodes: 3,
+        mode,
+        snapshotEntries: 10,
+        snapshotTrailingEntries: 2,
+      });
+      try {
+        const client = cluster.client();
+        await client.createVolume("snap");
+        const lagging = cluster.nodes.find((n) => n && !n.host.isLeader)!;
+        const id = lagging.config.id;
+        await settle(cluster);
+        await cluster.stopNode(id);
+        // One entry each, more than the leader keeps in flight to a silent follower (256), so
+        // that it cannot catch up from messages queued for it.
+        for (let i = 0; i < 300; i++) await client.createBucket("snap", `bucket-${i}`);
+        const leader = await cluster.leader();
+        await until(
+          () => leader.store.durableIndex >= leader.host.appliedIndex,
+          "the leader's state to sync",
+        );
+        for (let i = 300; i < 320; i++) await client.createBucket("snap", `bucket-${i}`);
+        const status = leader.host.status() as {
+          snapshot: { index: number; dataBytes: number };
+          firstIndex: number;
+        };
+        assert.ok(status.snapshot.index > 0, "the leader took snapshots");
+        assert.equal(status.snapshot.dataBytes, 0, "a snapshot is metadata only");
+        assert.ok(
+          status.firstIndex > lagging.host.appliedIndex + 1,
+          "the log was compacted past the stopped node",
+        );
+        const restarted = await cluster.startNode(id);
+        // Writes that race the copy: the copy may be ahead of the snapshot's index.
+        const racing = Array.from({ length: 20 }, (_, i) => client.createBucket("snap", `racing-${i}`));
+        await Promise.all(racing);
+        await settle(cluster);
+        assert.equal(dumpState(restarted), dumpState(leader));
+        assert.ok(restarted.host.stats.restores >= 1, "the follower was sent a copy of the state");
+      } finally {
+        await cluster.stop();
+      }
+    });
+  }
+
+  it("refuses to start a node whose state is behind the start of its compacted log", async () => {
+    const cluster = await InProcessCluster.start({
+      nodes: 3,
+      snapshotEntries: 10,
+      snapshotTrailingEntries: 2,
+    });
+    try {
+      const client = cluster.client();
+      await client.createVolume("behind");
+      for (let i = 0; i < 40; i++) await client.createBucket("behind", `bucket-${i}`);
+      await settle(cluster);
+      const victim = cluster.nodes.find((n) => n && !n.host.isLeader)!;
+      const id = victim.config.id;
+      await until(() => victim.host.raft.log.firstIndex() > 2, "the follower to compact its log");
+      await until(() => victim.store.durableIndex >= victim.host.appliedIndex, "its state to sync");
+      await cluster.stopNode(id);
+      // Not a state this log was compacted against: someone else's, or restored from an old copy.
+      const env = openEnvironment(join(cluster.dir, `node-${id}`, "state"));
+      await env.transaction(() => {
+        const one = Buffer.alloc(8);
+        one.writeBigUInt64BE(1n);
+        env.dbs.meta.put(Buffer.from("appliedIndex"), one);
+        env.dbs.meta.put(Buffer.from("lastTxid"), Buffer.alloc(8));
+      });
+      await env.close();
+      await assert.rejects(cluster.startNode(id), (e) => code(e) === "MR_ERR_LOG_CORRUPT");
     } finally {
       await cluster.stop();
     }

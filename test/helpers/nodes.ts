@@ -11,6 +11,8 @@ export interface InProcessOptions {
   readonly mode?: ExecutionMode;
   readonly batchers?: number;
   readonly clock?: () => number;
+  readonly snapshotEntries?: number;
+  readonly snapshotTrailingEntries?: number;
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -49,6 +51,10 @@ export class InProcessCluster {
       electionTicks: 10,
       execution: { mode: this.options.mode ?? "leader-execution", batchers: this.options.batchers ?? 6 },
       ...(this.options.clock ? { clock: this.options.clock } : {}),
+      ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
+      ...(this.options.snapshotTrailingEntries === undefined
+        ? {}
+        : { snapshotTrailingEntries: this.options.snapshotTrailingEntries }),
     });
     this.nodes[id - 1] = node;
     return node;
