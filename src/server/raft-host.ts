@@ -58,6 +58,8 @@ export interface RaftHostOptions<Result> {
   readonly snapshotChunkBytes?: number;
   /** Proposals and reads waiting for their entry or read state; more fail at once. */
   readonly pendingMax?: number;
+  /** A ReadIndex round not confirmed by then (its heartbeats or acks lost) is started again. */
+  readonly readRetryMs?: number;
   readonly random?: () => number;
   readonly onSoftState?: (state: SoftState) => void;
   /** The node cannot go on (a corrupt log record, a failed write); the default only warns. */
@@ -70,6 +72,8 @@ export const HOST_DEFAULTS = {
   snapshotTrailingEntries: 1_000,
   snapshotChunkBytes: 1024 * 1024,
   pendingMax: 65_536,
+  /** As etcd's readIndexRetryTime. */
+  readRetryMs: 500,
   /** Reassembly buffers for incoming snapshot chunks, per sender. */
   snapshotBytesMax: 1024 * 1024 * 1024,
 } as const;
@@ -102,7 +106,12 @@ export class RaftHost<Result> {
   readonly #options: RaftHostOptions<Result>;
   readonly #inbox: Message[] = [];
   readonly #proposals = new Map<number, Pending<Result> & { term: number }>();
+  /** The ReadIndex round in flight, by its context (at most one). */
   readonly #reads = new Map<string, Pending<void>>();
+  /** Reads that arrived after the round in flight began: they go in the next round. */
+  #readWaiters: Pending<void>[] = [];
+  #readRoundInFlight = false;
+  #readRetryTimer: NodeJS.Timeout | undefined;
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
   readonly #chunks = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
   #applied: number;
@@ -125,6 +134,9 @@ export class RaftHost<Result> {
     saveMs: 0,
     snapshots: 0,
     restores: 0,
+    /** Linearizable reads, and the ReadIndex rounds that served them. */
+    reads: 0,
+    readRounds: 0,
   };
 
   constructor(options: RaftHostOptions<Result>) {
@@ -229,20 +241,61 @@ export class RaftHost<Result> {
     });
   }
 
-  /** Resolves once this node may serve a linearizable read of its applied state. */
+  /**
+   * Resolves once this node may serve a linearizable read of its applied state. Reads share
+   * ReadIndex rounds, as etcd's linearizable read loop does: one round at a time, and a read
+   * that arrives while a round is in flight waits for the next one, which starts after it did.
+   */
   readBarrier(): Promise<void> {
     this.#checkUsable();
-    if (this.#reads.size >= (this.#options.pendingMax ?? HOST_DEFAULTS.pendingMax)) {
+    if (this.#readWaiters.length >= (this.#options.pendingMax ?? HOST_DEFAULTS.pendingMax)) {
       return Promise.reject(new MetaraftError("MR_ERR_PROPOSAL_DROPPED", "too many reads pending"));
     }
+    this.stats.reads++;
+    const read = new Promise<void>((resolve, reject) => this.#readWaiters.push({ resolve, reject }));
+    if (!this.#readRoundInFlight) this.#startReadRound([]);
+    return read;
+  }
+
+  /** Starts a ReadIndex round for `carried` (a retried round's reads) and every read waiting. */
+  #startReadRound(carried: Pending<void>[]): void {
+    const waiters = [...carried, ...this.#readWaiters.splice(0)];
+    if (waiters.length === 0) return;
     const key = `${this.#options.id}.${++this.#readSeq}`;
     try {
       this.raft.readIndex(new TextEncoder().encode(key));
     } catch (error) {
-      return Promise.reject(error);
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const waiter of waiters) waiter.reject(failure);
+      return;
     }
+    this.stats.readRounds++;
+    this.#readRoundInFlight = true;
+    const done = () => {
+      clearTimeout(this.#readRetryTimer);
+      this.#reads.delete(key);
+      this.#readRoundInFlight = false;
+    };
+    this.#reads.set(key, {
+      resolve: () => {
+        done();
+        for (const waiter of waiters) waiter.resolve();
+        this.#startReadRound([]);
+      },
+      reject: (error) => {
+        done();
+        for (const waiter of waiters) waiter.reject(error);
+      },
+    });
+    clearTimeout(this.#readRetryTimer);
+    this.#readRetryTimer = setTimeout(() => {
+      // Its heartbeats or their answers were lost: a later confirmation of this round is
+      // ignored, and a new round, begun after every one of these reads arrived, serves them.
+      if (!this.#reads.has(key) || this.#stopped) return;
+      done();
+      this.#startReadRound(waiters);
+    }, this.#options.readRetryMs ?? HOST_DEFAULTS.readRetryMs);
     this.#kick();
-    return new Promise<void>((resolve, reject) => this.#reads.set(key, { resolve, reject }));
   }
 
   #checkUsable(): void {
@@ -434,9 +487,7 @@ export class RaftHost<Result> {
       const error = new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: state.leader } });
       for (const pending of this.#proposals.values()) pending.reject(error);
       this.#proposals.clear();
-      for (const pending of this.#reads.values()) pending.reject(error);
-      this.#reads.clear();
-      this.#readsWaitingForApply.length = 0;
+      this.#failReads(error);
     }
     this.#options.onSoftState?.(state);
   }
@@ -468,8 +519,17 @@ export class RaftHost<Result> {
   #failPending(error: Error): void {
     for (const pending of this.#proposals.values()) pending.reject(error);
     this.#proposals.clear();
-    for (const pending of this.#reads.values()) pending.reject(error);
+    this.#failReads(error);
+  }
+
+  /** Fails the round in flight and every read waiting for the next one. */
+  #failReads(error: Error): void {
+    for (const pending of [...this.#reads.values()]) pending.reject(error);
     this.#reads.clear();
+    this.#readsWaitingForApply.length = 0;
+    for (const waiter of this.#readWaiters.splice(0)) waiter.reject(error);
+    this.#readRoundInFlight = false;
+    clearTimeout(this.#readRetryTimer);
   }
 
   /** A storage failure (a corrupt record, a full disk) stops the node rather than risk wrong answers. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { unpack } from "msgpackr";
 import { MemoryStorage, type NodeId, type RaftUpdate } from "../../src/raft/index.js";
 import { encodeKvCommand, KvStateMachine } from "../../src/server/kv-state-machine.js";
 import { type HostTransport, RaftHost } from "../../src/server/raft-host.js";
@@ -9,11 +10,14 @@ class LoopbackNetwork {
   readonly handlers = new Map<NodeId, (from: NodeId, payload: Uint8Array) => void>();
   readonly down = new Set<NodeId>();
   readonly sizes: number[] = [];
+  /** Messages it returns true for are lost on the way (the sender thinks they went out). */
+  drop: (from: NodeId, to: NodeId, payload: Uint8Array) => boolean = () => false;
 
   transport(id: NodeId): HostTransport {
     return {
       send: (to, payload) => {
         if (this.down.has(to) || this.down.has(id)) return false;
+        if (this.drop(id, to, payload)) return true;
         this.sizes.push(payload.length);
         setImmediate(() => this.handlers.get(to)?.(id, payload));
         return true;
@@ -196,6 +200,78 @@ describe("RaftHost", () => {
         held?.release();
         await host.stop();
       }
+    }
+  });
+
+  it("serves concurrent reads in shared ReadIndex rounds; a read never joins a round begun before it", async () => {
+    const network = new LoopbackNetwork();
+    const machines = new Map<NodeId, KvStateMachine>();
+    const hosts = [1, 2, 3].map((id) => {
+      const machine = new KvStateMachine();
+      machines.set(id, machine);
+      return new RaftHost({
+        id,
+        peers: [1, 2, 3],
+        storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
+        transport: network.transport(id),
+        stateMachine: machine,
+        tickMs: 5,
+        random: () => 0.5,
+      });
+    });
+    for (const host of hosts) host.start();
+    try {
+      await until(() => hosts.some((h) => h.isLeader), "a leader");
+      const leader = hosts.find((h) => h.isLeader)!;
+      await leader.propose(encodeKvCommand({ op: "put", key: "k", value: "v1" }));
+      await leader.readBarrier();
+      const rounds = leader.stats.readRounds;
+      // The first read starts a round at once; the 99 behind it arrived after that round
+      // began, so they must wait for the next one: two rounds, not one and not a hundred.
+      await Promise.all(Array.from({ length: 100 }, () => leader.readBarrier()));
+      assert.equal(leader.stats.readRounds - rounds, 2);
+      // A read that starts after a write was answered sees it.
+      await leader.propose(encodeKvCommand({ op: "put", key: "k", value: "v2" }));
+      await leader.readBarrier();
+      assert.equal(machines.get(leader.raft.id)!.get("k"), "v2");
+    } finally {
+      for (const host of hosts) await host.stop();
+    }
+  });
+
+  it("starts a ReadIndex round again when its confirmations are lost", async () => {
+    const network = new LoopbackNetwork();
+    const hosts = [1, 2, 3].map(
+      (id) =>
+        new RaftHost({
+          id,
+          peers: [1, 2, 3],
+          storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
+          transport: network.transport(id),
+          stateMachine: new KvStateMachine(),
+          tickMs: 5,
+          readRetryMs: 30,
+          random: () => 0.5,
+        }),
+    );
+    for (const host of hosts) host.start();
+    try {
+      await until(() => hosts.some((h) => h.isLeader), "a leader");
+      const leader = hosts.find((h) => h.isLeader)!;
+      await leader.propose(encodeKvCommand({ op: "put", key: "k", value: "v" }));
+      // Lose every answer to a heartbeat that carries a read's context, for the first 20 ms.
+      const until20 = Date.now() + 20;
+      network.drop = (_from, _to, payload) => {
+        if (Date.now() > until20) return false;
+        const message = unpack(payload) as { type?: string; ctx?: unknown };
+        return message.type === "heartbeatResp" && message.ctx != null;
+      };
+      const rounds = leader.stats.readRounds;
+      await leader.readBarrier();
+      assert.ok(leader.stats.readRounds - rounds >= 2, "the lost round was started again");
+      assert.ok(leader.isLeader);
+    } finally {
+      for (const host of hosts) await host.stop();
     }
   });
 });
