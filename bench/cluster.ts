@@ -15,14 +15,14 @@
  * Case ids: `replicated-request`, `leader-execution/batchers-<n>`. A `--quick` or `--filter`
  * run writes bench/results/cluster.partial.json, never the reference cluster.json.
  */
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
 import hdr from "hdr-histogram-js";
 import { MetaraftClient } from "../src/client/client.js";
 import { ProcessCluster } from "../test/helpers/cluster.js";
+import { clockTicks, positiveInt, processCpuSeconds } from "./common.js";
 
 type Mode = "leader-execution" | "replicated-request";
 const MODES: readonly Mode[] = ["leader-execution", "replicated-request"];
@@ -56,12 +56,6 @@ const { values } = parseArgs({
   },
 });
 
-function positiveInt(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer: ${text}`);
-  return n;
-}
-
 const quick = values.quick === true;
 const filter = values.filter;
 const seconds = quick ? 2 : Number(values.seconds);
@@ -90,30 +84,6 @@ for (const mode of modes) {
   else for (const b of batcherValues) allCases.push({ id: `${mode}/batchers-${b}`, mode, batchers: b });
 }
 const cases = allCases.filter((c) => filter === undefined || c.id.includes(filter));
-
-/** Clock ticks per second for /proc/<pid>/stat (normally 100). */
-const clockTicks = (() => {
-  try {
-    const n = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
-    return n > 0 ? n : 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process (all its threads), in seconds; undefined if it is gone. */
-function processCpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Field 2 (comm) is in parentheses and may hold spaces: count fields after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 (utime) and 15 (stime), counting from 1; `fields` starts at field 3.
-    return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicks;
-  } catch {
-    return undefined;
-  }
-}
 
 interface ExecutionStats {
   mode?: string;

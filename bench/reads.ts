@@ -7,13 +7,14 @@
  *
  *   npm run bench:reads [-- --seconds 6] [-- --connections 4] [-- --inflight 256] [-- --quick]
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
 import hdr from "hdr-histogram-js";
 import { MetaraftClient } from "../src/client/client.js";
 import { ProcessCluster } from "../test/helpers/cluster.js";
+import { positiveInt, processCpuSeconds } from "./common.js";
 
 const { values } = parseArgs({
   options: {
@@ -27,12 +28,6 @@ const { values } = parseArgs({
   },
 });
 
-function positiveInt(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer: ${text}`);
-  return n;
-}
-
 const quick = values.quick === true;
 const seconds = quick ? 2 : Number(values.seconds);
 const connections = positiveInt("connections", values.connections);
@@ -44,17 +39,6 @@ const CASES = [
   { id: "stale", stale: true },
 ] as const;
 const cases = CASES.filter((c) => values.filter === undefined || c.id.includes(values.filter));
-
-/** utime + stime of a process, in seconds (Linux /proc). */
-function processCpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
 
 interface ReadStats {
   raftStats?: { reads: number; readRounds: number };

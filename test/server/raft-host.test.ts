@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { unpack } from "msgpackr";
-import { MemoryStorage, type NodeId, type RaftUpdate } from "../../src/raft/index.js";
-import { encodeKvCommand, KvStateMachine } from "../../src/server/kv-state-machine.js";
-import { type HostTransport, RaftHost } from "../../src/server/raft-host.js";
+import { MemoryStorage, type NodeId, type RaftLogStore, type RaftUpdate } from "../../src/raft/index.js";
+import { encodeKvCommand, type KvResult, KvStateMachine } from "../../src/server/kv-state-machine.js";
+import { type HostTransport, RaftHost, type RaftHostOptions } from "../../src/server/raft-host.js";
 
 /** An in-process network: payloads cross on the next turn of the event loop unless the link is down. */
 class LoopbackNetwork {
@@ -44,6 +44,33 @@ class GatedStorage extends MemoryStorage {
   }
 }
 
+/** Three hosts on `network` with KV state machines; `options` adds to (or replaces) the defaults. */
+function startHosts(
+  network: LoopbackNetwork,
+  options: Partial<Omit<RaftHostOptions<KvResult>, "storage">> & {
+    storage?: (id: NodeId) => RaftLogStore;
+  } = {},
+): { hosts: RaftHost<KvResult>[]; machines: Map<NodeId, KvStateMachine> } {
+  const machines = new Map<NodeId, KvStateMachine>();
+  const { storage, ...rest } = options;
+  const hosts = [1, 2, 3].map((id) => {
+    const machine = new KvStateMachine();
+    machines.set(id, machine);
+    return new RaftHost<KvResult>({
+      id,
+      peers: [1, 2, 3],
+      storage: storage?.(id) ?? new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
+      transport: network.transport(id),
+      stateMachine: machine,
+      tickMs: 5,
+      random: () => 0.5,
+      ...rest,
+    });
+  });
+  for (const host of hosts) host.start();
+  return { hosts, machines };
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
@@ -57,24 +84,11 @@ async function until(condition: () => boolean, what: string, ms = 10_000): Promi
 describe("RaftHost", () => {
   it("replicates, compacts, and catches a lagging follower up with a chunked snapshot", async () => {
     const network = new LoopbackNetwork();
-    const machines = new Map<NodeId, KvStateMachine>();
-    const hosts = [1, 2, 3].map((id) => {
-      const machine = new KvStateMachine();
-      machines.set(id, machine);
-      return new RaftHost({
-        id,
-        peers: [1, 2, 3],
-        storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
-        transport: network.transport(id),
-        stateMachine: machine,
-        tickMs: 5,
-        snapshotEntries: 50,
-        snapshotTrailingEntries: 5,
-        snapshotChunkBytes: 512,
-        random: () => 0.5,
-      });
+    const { hosts, machines } = startHosts(network, {
+      snapshotEntries: 50,
+      snapshotTrailingEntries: 5,
+      snapshotChunkBytes: 512,
     });
-    for (const host of hosts) host.start();
     try {
       await until(() => hosts.some((h) => h.isLeader), "a leader");
       const leader = hosts.find((h) => h.isLeader)!;
@@ -112,19 +126,7 @@ describe("RaftHost", () => {
 
   it("fails pending proposals with NOT_LEADER when leadership is lost", async () => {
     const network = new LoopbackNetwork();
-    const hosts = [1, 2, 3].map(
-      (id) =>
-        new RaftHost({
-          id,
-          peers: [1, 2, 3],
-          storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
-          transport: network.transport(id),
-          stateMachine: new KvStateMachine(),
-          tickMs: 5,
-          random: () => 0.5,
-        }),
-    );
-    for (const host of hosts) host.start();
+    const { hosts } = startHosts(network);
     try {
       await until(() => hosts.some((h) => h.isLeader), "a leader");
       const leader = hosts.find((h) => h.isLeader)!;
@@ -144,20 +146,13 @@ describe("RaftHost", () => {
   it("applies entries already in its log while it writes newer ones", async () => {
     const network = new LoopbackNetwork();
     const storages = new Map<NodeId, GatedStorage>();
-    const hosts = [1, 2, 3].map((id) => {
-      const storage = new GatedStorage({ voters: [1, 2, 3], learners: [] });
-      storages.set(id, storage);
-      return new RaftHost({
-        id,
-        peers: [1, 2, 3],
-        storage,
-        transport: network.transport(id),
-        stateMachine: new KvStateMachine(),
-        tickMs: 5,
-        random: () => 0.5,
-      });
+    const { hosts } = startHosts(network, {
+      storage: (id) => {
+        const storage = new GatedStorage({ voters: [1, 2, 3], learners: [] });
+        storages.set(id, storage);
+        return storage;
+      },
     });
-    for (const host of hosts) host.start();
     try {
       await until(() => hosts.some((h) => h.isLeader), "a leader");
       const leader = hosts.find((h) => h.isLeader)!;
@@ -205,21 +200,7 @@ describe("RaftHost", () => {
 
   it("serves concurrent reads in shared ReadIndex rounds; a read never joins a round begun before it", async () => {
     const network = new LoopbackNetwork();
-    const machines = new Map<NodeId, KvStateMachine>();
-    const hosts = [1, 2, 3].map((id) => {
-      const machine = new KvStateMachine();
-      machines.set(id, machine);
-      return new RaftHost({
-        id,
-        peers: [1, 2, 3],
-        storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
-        transport: network.transport(id),
-        stateMachine: machine,
-        tickMs: 5,
-        random: () => 0.5,
-      });
-    });
-    for (const host of hosts) host.start();
+    const { hosts, machines } = startHosts(network);
     try {
       await until(() => hosts.some((h) => h.isLeader), "a leader");
       const leader = hosts.find((h) => h.isLeader)!;
@@ -241,20 +222,7 @@ describe("RaftHost", () => {
 
   it("starts a ReadIndex round again when its confirmations are lost", async () => {
     const network = new LoopbackNetwork();
-    const hosts = [1, 2, 3].map(
-      (id) =>
-        new RaftHost({
-          id,
-          peers: [1, 2, 3],
-          storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
-          transport: network.transport(id),
-          stateMachine: new KvStateMachine(),
-          tickMs: 5,
-          readRetryMs: 30,
-          random: () => 0.5,
-        }),
-    );
-    for (const host of hosts) host.start();
+    const { hosts } = startHosts(network, { readRetryMs: 30 });
     try {
       await until(() => hosts.some((h) => h.isLeader), "a leader");
       const leader = hosts.find((h) => h.isLeader)!;
