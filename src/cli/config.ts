@@ -44,6 +44,7 @@ export interface Settings {
     readonly tickMs: number;
     readonly electionTicks: number;
     readonly snapshotEntries: number;
+    readonly snapshotTrailingEntries: number;
   };
   readonly execution: {
     readonly mode: ExecutionMode;
@@ -251,6 +252,14 @@ export const SETTINGS: readonly SettingSpec[] = [
     check: integer(1, 2 ** 31 - 1),
   },
   {
+    path: "raft.snapshotTrailingEntries",
+    flag: "snapshot-trailing-entries",
+    arg: "<n>",
+    description: "entries kept behind a snapshot, so that a follower slightly behind catches up from the log",
+    defaultText: "1000",
+    check: integer(0, 2 ** 31 - 1),
+  },
+  {
     path: "execution.mode",
     flag: "execution-mode",
     arg: "<mode>",
@@ -454,6 +463,7 @@ export function resolveSettings(sources: { file?: ConfigFile; flags?: RawSetting
       tickMs: take("raft.tickMs", () => 50) as number,
       electionTicks: take("raft.electionTicks", () => 10) as number,
       snapshotEntries: take("raft.snapshotEntries", () => 10_000) as number,
+      snapshotTrailingEntries: take("raft.snapshotTrailingEntries", () => 1_000) as number,
     },
     execution: {
       mode: take("execution.mode", () => "leader-execution") as ExecutionMode,
@@ -487,6 +497,7 @@ export function toNodeConfig(
     tickMs: settings.raft.tickMs,
     electionTicks: settings.raft.electionTicks,
     snapshotEntries: settings.raft.snapshotEntries,
+    snapshotTrailingEntries: settings.raft.snapshotTrailingEntries,
     execution: { ...settings.execution },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
@@ -512,7 +523,7 @@ export const CONFIG_HELP = `Config file (YAML; flags override it; every key is o
   data: ./data/node-1            # relative to the working directory
   clusterId: metaraft-dev
   secret: "a shared secret of 16+ bytes"
-  raft: {tickMs: 50, electionTicks: 10, snapshotEntries: 10000}
+  raft: {tickMs: 50, electionTicks: 10, snapshotEntries: 10000, snapshotTrailingEntries: 1000}
   execution: {mode: leader-execution, batchers: 6, batchBytesMax: 4194304}
   core: {mode: auto}
   requestBytesMax: 4194304

@@ -30,7 +30,12 @@ describe("node config: defaults", () => {
     assert.equal(s.data, "./data/node-1");
     assert.equal(s.clusterId, "metaraft-dev");
     assert.equal(s.secret, DEV_SECRET);
-    assert.deepEqual(s.raft, { tickMs: 50, electionTicks: 10, snapshotEntries: 10_000 });
+    assert.deepEqual(s.raft, {
+      tickMs: 50,
+      electionTicks: 10,
+      snapshotEntries: 10_000,
+      snapshotTrailingEntries: 1_000,
+    });
     assert.deepEqual(s.execution, { mode: "leader-execution", batchers: 6, batchBytesMax: 4 * 1024 * 1024 });
     assert.deepEqual(s.core, { mode: "auto" });
     assert.equal(s.requestBytesMax, 4 * 1024 * 1024);
@@ -72,6 +77,7 @@ raft:
   tickMs: 20
   electionTicks: 15
   snapshotEntries: 500
+  snapshotTrailingEntries: 20
 execution: {mode: replicated-request, batchers: 32, batchBytesMax: 65536}
 core: {mode: ts}
 requestBytesMax: 1048576
@@ -93,7 +99,12 @@ log: {level: warn}
     assert.equal(s.data, "/var/lib/metaraft");
     assert.equal(s.clusterId, "prod-1");
     assert.equal(s.secret, "0123456789abcdef0123");
-    assert.deepEqual(s.raft, { tickMs: 20, electionTicks: 15, snapshotEntries: 500 });
+    assert.deepEqual(s.raft, {
+      tickMs: 20,
+      electionTicks: 15,
+      snapshotEntries: 500,
+      snapshotTrailingEntries: 20,
+    });
     assert.deepEqual(s.execution, { mode: "replicated-request", batchers: 32, batchBytesMax: 65536 });
     assert.deepEqual(s.core, { mode: "ts" });
     assert.equal(s.requestBytesMax, 1048576);

@@ -35,6 +35,8 @@ export interface ClusterOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEntries?: number;
+  /** `metaraft` nodes only: entries kept behind a snapshot (low values force snapshot catch-up). */
+  readonly snapshotTrailingEntries?: number;
   readonly opaque?: boolean;
   /** `kv`: the minimal key-value node (Raft tests); `metaraft`: the full node via `metaraft start`. */
   readonly kind?: "kv" | "metaraft";
@@ -113,6 +115,9 @@ export class ProcessCluster {
             `--batchers=${o.batchers ?? 6}`,
             "--log-level=warn",
             ...(o.noSync ? ["--no-sync"] : []),
+            ...(o.snapshotTrailingEntries === undefined
+              ? []
+              : [`--snapshot-trailing-entries=${o.snapshotTrailingEntries}`]),
           ]
         : [kvNodeMain, ...common, ...(o.opaque ? ["--opaque"] : [])];
     const child = spawn(
