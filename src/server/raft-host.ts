@@ -503,6 +503,10 @@ export class RaftHost<Result> {
     if (this.#applied > storage.lastIndex()) return;
     const machine = this.#options.stateMachine;
     const durable = machine.durableIndex;
+    // A stored snapshot that carries data (one this node was sent) is the only copy of that
+    // state until the state machine has synced past it: replacing it by an empty one before
+    // then would leave a crash with neither.
+    if (durable !== undefined && durable < storage.snapshot().meta.index) return;
     storage.createSnapshot(
       this.#applied,
       this.#confState,
