@@ -98,7 +98,11 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
     return this.store.snapshot();
   }
 
-  restore(data: Uint8Array, index: number): void {
-    this.store.restore(data, index);
+  snapshotAsync(): Promise<Uint8Array> {
+    return this.store.snapshotAsync();
+  }
+
+  restore(data: Uint8Array, index: number): Promise<void> {
+    return this.store.restore(data, index);
   }
 }

@@ -1,4 +1,4 @@
-import { pack, unpack } from "msgpackr";
+import { pack, unpackMultiple } from "msgpackr";
 import { MetaraftError } from "../errors.js";
 import type { StorageEnvironment } from "../storage/index.js";
 import { type ScanEntry, type StateReader, type StateTable, TABLE_IDS, TABLE_OF_ID } from "./types.js";
@@ -119,6 +119,9 @@ export class LayeredReader implements StateReader {
     return out;
   }
 }
+
+/** Rows per slice of a state snapshot: the leader yields to its event loop between slices. */
+export const SNAPSHOT_SLICE_ROWS = 4096;
 
 const META_APPLIED = encoder.encode("appliedIndex");
 const META_LAST_TXID = encoder.encode("lastTxid");
@@ -278,35 +281,93 @@ export class StateStore implements StateReader {
     });
   }
 
-  /** Every state table, as one MessagePack value: a consistent copy for a Raft snapshot. */
-  snapshot(): Uint8Array {
-    const tables: [number, [Uint8Array, Uint8Array][]][] = [];
-    for (const [name, id] of Object.entries(TABLE_IDS) as [StateTable, number][]) {
-      // Keyed by the key's bytes (latin1 keeps them 1:1), so pending writes replace in O(1).
-      const rows = new Map<string, [Uint8Array, Uint8Array]>();
-      for (const { key, value } of this.#env.dbs[name].getRange({})) {
-        rows.set((key as Buffer).toString("latin1"), [key as Uint8Array, value as Uint8Array]);
-      }
-      // Pending writes are part of the applied state the snapshot stands for.
-      for (const key of this.pending.keysWithPrefix(name, "", undefined)) {
-        const pendingValue = this.pending.lookup(name, key)!.value;
-        const raw = Buffer.from(key);
-        if (pendingValue === null) rows.delete(raw.toString("latin1"));
-        else rows.set(raw.toString("latin1"), [raw, pendingValue]);
-      }
-      tables.push([id, [...rows.values()]]);
-    }
-    return pack({ appliedIndex: this.#appliedIndex, lastTxid: this.#lastTxid, tables });
+  /**
+   * Every state table: a consistent copy for a Raft snapshot, as a sequence of MessagePack
+   * values (`unpackMultiple`): a header `{ v: 2, appliedIndex, lastTxid }`, then slices
+   * `[tableId, [[key, value], ...]]` of at most `sliceRows` rows each, tables and keys in order.
+   */
+  snapshot(sliceRows = SNAPSHOT_SLICE_ROWS): Uint8Array {
+    const parts: Uint8Array[] = [];
+    for (const part of this.#snapshotParts(sliceRows)) parts.push(part);
+    return Buffer.concat(parts);
   }
 
-  /** Replaces every table with a snapshot's. */
-  restore(data: Uint8Array, index: number): void {
+  /**
+   * The same copy, built a slice at a time with the event loop free in between: a large state
+   * copied in one go would stall the leader past its followers' election timeout. The copy is
+   * of the state when it is called (an LMDB read transaction plus the pending writes of then).
+   */
+  async snapshotAsync(sliceRows = SNAPSHOT_SLICE_ROWS): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    for (const part of this.#snapshotParts(sliceRows)) {
+      parts.push(part);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return Buffer.concat(parts);
+  }
+
+  *#snapshotParts(sliceRows: number): Generator<Uint8Array> {
+    // Taken together, before the first yield: LMDB as committed now, plus what is pending now
+    // (applied, not yet committed) is exactly the applied state of now.
+    const txn = this.#env.root.useReadTransaction();
+    const pending = new Map<StateTable, { raw: Buffer; value: Uint8Array | null }[]>();
+    for (const name of Object.keys(TABLE_IDS) as StateTable[]) {
+      pending.set(
+        name,
+        this.pending
+          .keysWithPrefix(name, "", undefined)
+          .map((key) => ({ raw: Buffer.from(key), value: this.pending.lookup(name, key)!.value }))
+          .sort((a, b) => Buffer.compare(a.raw, b.raw)),
+      );
+    }
+    const header = pack({ v: 2, appliedIndex: this.#appliedIndex, lastTxid: this.#lastTxid });
+    try {
+      yield header;
+      for (const [name, id] of Object.entries(TABLE_IDS) as [StateTable, number][]) {
+        const overlay = pending.get(name)!;
+        let o = 0;
+        let rows: [Uint8Array, Uint8Array][] = [];
+        const emit = (key: Uint8Array, value: Uint8Array | null) => {
+          if (value !== null) rows.push([key, value]);
+        };
+        for (const { key, value } of this.#env.dbs[name].getRange({ transaction: txn })) {
+          const raw = key as Buffer;
+          // Pending keys before this one, then this one unless pending replaces it.
+          while (o < overlay.length && Buffer.compare(overlay[o]!.raw, raw) < 0) {
+            emit(overlay[o]!.raw, overlay[o]!.value);
+            o++;
+          }
+          if (o < overlay.length && Buffer.compare(overlay[o]!.raw, raw) === 0) {
+            emit(overlay[o]!.raw, overlay[o]!.value);
+            o++;
+          } else emit(raw, value as Uint8Array);
+          if (rows.length >= sliceRows) {
+            yield pack([id, rows]);
+            rows = [];
+          }
+        }
+        for (; o < overlay.length; o++) emit(overlay[o]!.raw, overlay[o]!.value);
+        if (rows.length > 0) yield pack([id, rows]);
+      }
+    } finally {
+      txn.done();
+    }
+  }
+
+  /**
+   * Replaces every table with a snapshot's. Until the returned promise resolves, reads still see
+   * the old tables: the caller must wait before it applies anything else.
+   */
+  restore(data: Uint8Array, index: number): Promise<void> {
     if (this.#flushScheduled) this.#writeUnwritten();
-    const snapshot = unpack(data) as {
-      appliedIndex?: number;
-      lastTxid: number;
-      tables: [number, [Uint8Array, Uint8Array][]][];
-    };
+    const [header, ...slices] = unpackMultiple(data) as [
+      { v: number; appliedIndex: number; lastTxid: number },
+      ...[number, [Uint8Array, Uint8Array][]][],
+    ];
+    if (header?.v !== 2) {
+      throw new MetaraftError("MR_ERR_LOG_CORRUPT", `state snapshot version ${String(header?.v)}`);
+    }
+    const snapshot = { ...header, tables: slices };
     this.pending.clear();
     const dbs = this.#env.dbs;
     // A copy taken when it was sent may be ahead of the snapshot's index: entries up to its own
@@ -330,6 +391,7 @@ export class StateStore implements StateReader {
         dbs.meta.put(Buffer.from(META_LAST_TXID), u64(snapshot.lastTxid));
       }),
     );
+    return this.flushed();
   }
 }
 

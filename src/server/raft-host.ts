@@ -28,8 +28,11 @@ export interface StateMachine<Result> {
   apply(entry: Entry): Result;
   /** A consistent copy of the applied state, for snapshots. */
   snapshot(): Uint8Array;
-  /** Replaces the state with a snapshot's. */
-  restore(data: Uint8Array, index: number): void;
+  /**
+   * Replaces the state with a snapshot's. A promise means the new state is not readable until
+   * it resolves: the host applies nothing before then.
+   */
+  restore(data: Uint8Array, index: number): void | Promise<void>;
   /** The last index the state machine holds (after a restart: what it persisted). */
   readonly appliedIndex: number;
   /**
@@ -39,6 +42,11 @@ export interface StateMachine<Result> {
    * index (a restart replays the rest), and the state is copied only when a follower needs it.
    */
   readonly durableIndex?: number;
+  /**
+   * The snapshot, built without blocking the event loop for long (a leader that stalls while it
+   * copies a large state loses its leadership). Used to send a durable state machine's state.
+   */
+  snapshotAsync?(): Promise<Uint8Array>;
 }
 
 export interface RaftHostOptions<Result> {
@@ -114,6 +122,10 @@ export class RaftHost<Result> {
   #readRetryTimer: NodeJS.Timeout | undefined;
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
   readonly #chunks = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
+  /** Followers whose copy of the state is being built (see #sendStateCopy). */
+  readonly #copying = new Set<NodeId>();
+  /** A restore at start that is still being written: nothing is applied before it is done. */
+  #restoring: Promise<void> | undefined;
   #applied: number;
   #lastSnapshotIndex: number;
   #running = false;
@@ -147,7 +159,7 @@ export class RaftHost<Result> {
       if (stored.data.length > 0) {
         // A state machine kept only in memory, or one that crashed while restoring a snapshot
         // it was sent, starts again from the stored snapshot.
-        machine.restore(stored.data, stored.meta.index);
+        this.#restoring = machine.restore(stored.data, stored.meta.index) ?? undefined;
       } else if (machine.appliedIndex < options.storage.firstIndex() - 1) {
         // A snapshot without data stands for the state machine's own durable state, and the log
         // is never compacted past that: a state this far behind was not the one on this disk.
@@ -342,17 +354,48 @@ export class RaftHost<Result> {
     return unpack(Buffer.concat(partial.parts)) as Message;
   }
 
-  #send(outgoing: Message): void {
-    this.stats.messagesSent++;
-    let message = outgoing;
+  #send(message: Message): void {
     if (message.type === "snap" && message.snapshot.data.length === 0 && this.#durableMachine) {
-      // The snapshot stands for the state on disk: copy it now. The copy may be ahead of the
-      // snapshot's index (it holds everything applied); the receiver skips what it already has.
-      message = {
-        ...message,
-        snapshot: { ...message.snapshot, data: this.#options.stateMachine.snapshot() },
-      };
+      this.#sendStateCopy(message);
+      return;
     }
+    this.#sendNow(message);
+  }
+
+  /**
+   * A durable state machine's snapshot stands for the state on disk: copy it now, a slice at a
+   * time, and send it when done (one copy per follower at a time). The copy may be ahead of the
+   * snapshot's index (it holds everything applied); the receiver skips what it already has.
+   */
+  #sendStateCopy(message: Message & { type: "snap" }): void {
+    const to = message.to;
+    if (this.#copying.has(to)) return;
+    this.#copying.add(to);
+    const machine = this.#options.stateMachine;
+    const copy = machine.snapshotAsync
+      ? machine.snapshotAsync()
+      : Promise.resolve().then(() => machine.snapshot());
+    copy
+      .then(
+        (data) => {
+          if (this.#stopped) return;
+          this.#sendNow({ ...message, snapshot: { ...message.snapshot, data } });
+          this.#kick(); // reportSnapshot may have let more appends go.
+        },
+        (error: unknown) => {
+          process.emitWarning(
+            `raft host ${this.#options.id}: copying the state for node ${to} failed: ${error}`,
+          );
+          if (this.#stopped) return;
+          this.raft.reportSnapshot(to, false);
+          this.#kick();
+        },
+      )
+      .finally(() => this.#copying.delete(to));
+  }
+
+  #sendNow(message: Message): void {
+    this.stats.messagesSent++;
     const payload = pack(message);
     const chunkBytes = this.#options.snapshotChunkBytes ?? HOST_DEFAULTS.snapshotChunkBytes;
     if (message.type !== "snap" || payload.length <= chunkBytes) {
@@ -400,6 +443,10 @@ export class RaftHost<Result> {
   }
 
   async #process(): Promise<void> {
+    if (this.#restoring) {
+      await this.#restoring;
+      this.#restoring = undefined;
+    }
     for (;;) {
       for (const message of this.#inbox.splice(0)) this.raft.step(message);
       if (!this.raft.hasReady()) return;
@@ -438,7 +485,7 @@ export class RaftHost<Result> {
     for (const message of ready.messages) this.#send(message);
     if (ready.snapshot) {
       this.stats.restores++;
-      this.#options.stateMachine.restore(ready.snapshot.data, ready.snapshot.meta.index);
+      await this.#options.stateMachine.restore(ready.snapshot.data, ready.snapshot.meta.index);
       this.#applied = ready.snapshot.meta.index;
       this.#lastSnapshotIndex = ready.snapshot.meta.index;
       this.#confState = ready.snapshot.meta.confState;
