@@ -82,8 +82,10 @@ export interface RequestSpec<R extends Request = Request> {
   execute(request: R, context: ExecutionContext): Execution;
 }
 
+const keyEncoder = new TextEncoder();
+
 export function toWriteOp(write: Write): WriteOp {
-  return { table: TABLE_IDS[write.table], key: new TextEncoder().encode(write.key), value: write.value };
+  return { table: TABLE_IDS[write.table], key: keyEncoder.encode(write.key), value: write.value };
 }
 
 /** Object ids derive from the txid: `txid * 256 + k` (docs/core-formats.md, section 5). */

@@ -87,6 +87,8 @@ export const HOST_DEFAULTS = {
 } as const;
 
 const EMPTY_SNAPSHOT_DATA = new Uint8Array(0);
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
 
 interface Pending<T> {
   readonly resolve: (value: T) => void;
@@ -275,7 +277,7 @@ export class RaftHost<Result> {
     if (waiters.length === 0) return;
     const key = `${this.#options.id}.${++this.#readSeq}`;
     try {
-      this.raft.readIndex(new TextEncoder().encode(key));
+      this.raft.readIndex(textEncoder.encode(key));
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const waiter of waiters) waiter.reject(failure);
@@ -492,7 +494,7 @@ export class RaftHost<Result> {
     }
     for (let i = early; i < ready.committedEntries.length; i++) this.#apply(ready.committedEntries[i]!);
     for (const read of ready.readStates) {
-      this.#readsWaitingForApply.push({ index: read.index, key: new TextDecoder().decode(read.ctx) });
+      this.#readsWaitingForApply.push({ index: read.index, key: textDecoder.decode(read.ctx) });
     }
     this.#releaseReads();
     this.raft.advance();
