@@ -98,8 +98,8 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
     return this.store.snapshot();
   }
 
-  snapshotAsync(): Promise<Uint8Array> {
-    return this.store.snapshotAsync();
+  snapshotStream(): AsyncIterable<Uint8Array> {
+    return this.store.snapshotStream();
   }
 
   restore(data: Uint8Array, index: number): Promise<void> {

@@ -299,11 +299,16 @@ export class StateStore implements StateReader {
    */
   async snapshotAsync(sliceRows = SNAPSHOT_SLICE_ROWS): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
+    for await (const part of this.snapshotStream(sliceRows)) parts.push(part);
+    return Buffer.concat(parts);
+  }
+
+  /** The same copy as its parts (their concatenation is the snapshot), one per turn of the event loop. */
+  async *snapshotStream(sliceRows = SNAPSHOT_SLICE_ROWS): AsyncGenerator<Uint8Array> {
     for (const part of this.#snapshotParts(sliceRows)) {
-      parts.push(part);
+      yield part;
       await new Promise((resolve) => setImmediate(resolve));
     }
-    return Buffer.concat(parts);
   }
 
   *#snapshotParts(sliceRows: number): Generator<Uint8Array> {

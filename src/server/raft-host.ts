@@ -16,6 +16,8 @@ import {
 export interface HostTransport {
   send(to: NodeId, payload: Uint8Array): boolean;
   onMessage(handler: (from: NodeId, payload: Uint8Array) => void): void;
+  /** Bytes queued for `to` and not yet written: a state copy waits while there are too many. */
+  queuedBytes?(to: NodeId): number;
 }
 
 /** The replicated state machine the host drives. */
@@ -43,10 +45,11 @@ export interface StateMachine<Result> {
    */
   readonly durableIndex?: number;
   /**
-   * The snapshot, built without blocking the event loop for long (a leader that stalls while it
-   * copies a large state loses its leadership). Used to send a durable state machine's state.
+   * The snapshot as parts whose concatenation is `snapshot()`, produced without blocking the
+   * event loop for long (a leader that stalls while it copies a large state loses its
+   * leadership). A durable state machine's state is sent to a follower this way, part by part.
    */
-  snapshotAsync?(): Promise<Uint8Array>;
+  snapshotStream?(): AsyncIterable<Uint8Array>;
 }
 
 export interface RaftHostOptions<Result> {
@@ -68,6 +71,8 @@ export interface RaftHostOptions<Result> {
   readonly pendingMax?: number;
   /** A ReadIndex round not confirmed by then (its heartbeats or acks lost) is started again. */
   readonly readRetryMs?: number;
+  /** A state copy being streamed waits while more than this is queued for its follower. */
+  readonly snapshotStreamQueuedBytesMax?: number;
   readonly random?: () => number;
   readonly onSoftState?: (state: SoftState) => void;
   /** The node cannot go on (a corrupt log record, a failed write); the default only warns. */
@@ -84,6 +89,12 @@ export const HOST_DEFAULTS = {
   readRetryMs: 500,
   /** Reassembly buffers for incoming snapshot chunks, per sender. */
   snapshotBytesMax: 1024 * 1024 * 1024,
+  /** A state copy being streamed waits while more than this is queued for its follower. */
+  snapshotStreamQueuedBytesMax: 8 * 1024 * 1024,
+  /** How often a waiting state copy looks at the queue again. */
+  snapshotStreamWaitMs: 5,
+  /** A state copy whose follower takes nothing for this long is abandoned (and retried later). */
+  snapshotStreamStallMs: 30_000,
 } as const;
 
 const EMPTY_SNAPSHOT_DATA = new Uint8Array(0);
@@ -106,6 +117,20 @@ interface SnapshotChunk {
 }
 
 /**
+ * A state copy streamed as it is produced: parts of the data in order, then the snapshot
+ * message itself (without data) as `head`, which completes it. The sender does not know the
+ * size in advance, and never holds more than a part of it.
+ */
+interface StateStreamPiece {
+  readonly stream: {
+    readonly id: number;
+    readonly seq: number;
+    readonly part?: Uint8Array;
+    readonly head?: Message & { type: "snap" };
+  };
+}
+
+/**
  * Drives one Raft node: ticks its clock, steps peer messages, persists each Ready to LMDB
  * (fsync) before sending what depends on it, applies committed entries, and answers
  * proposals and linearizable reads. Steps are serialised: messages that arrive while a Ready
@@ -124,6 +149,8 @@ export class RaftHost<Result> {
   #readRetryTimer: NodeJS.Timeout | undefined;
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
   readonly #chunks = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
+  /** State copies being received, per sender (see StateStreamPiece). */
+  readonly #streams = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
   /** Followers whose copy of the state is being built (see #sendStateCopy). */
   readonly #copying = new Set<NodeId>();
   /** A restore at start that is still being written: nothing is applied before it is done. */
@@ -319,20 +346,48 @@ export class RaftHost<Result> {
   }
 
   #receive(from: NodeId, payload: Uint8Array): void {
-    let decoded: Message | SnapshotChunk;
+    let decoded: Message | SnapshotChunk | StateStreamPiece;
     try {
-      decoded = unpack(payload) as Message | SnapshotChunk;
+      decoded = unpack(payload) as Message | SnapshotChunk | StateStreamPiece;
     } catch {
       return; // A peer that sends garbage is ignored; authenticated peers do not.
     }
     if ("chunk" in decoded) {
       const message = this.#reassemble(from, decoded.chunk);
       if (message) this.#inbox.push(message);
+    } else if ("stream" in decoded) {
+      const message = this.#reassembleStream(from, decoded.stream);
+      if (message) this.#inbox.push(message);
     } else {
       if (decoded.from !== from) return;
       this.#inbox.push(decoded);
     }
     this.#kick();
+  }
+
+  #reassembleStream(from: NodeId, piece: StateStreamPiece["stream"]): Message | undefined {
+    let partial = this.#streams.get(from);
+    if (piece.seq === 0) {
+      partial = { id: piece.id, parts: [], bytes: 0 };
+      this.#streams.set(from, partial);
+    }
+    if (!partial || partial.id !== piece.id || partial.parts.length !== piece.seq) {
+      this.#streams.delete(from); // A gap (a lost piece, a new copy): wait for the next copy.
+      return undefined;
+    }
+    if (piece.head) {
+      this.#streams.delete(from);
+      if (piece.head.type !== "snap" || piece.head.from !== from) return undefined;
+      return { ...piece.head, snapshot: { ...piece.head.snapshot, data: Buffer.concat(partial.parts) } };
+    }
+    if (!(piece.part instanceof Uint8Array)) {
+      this.#streams.delete(from);
+      return undefined;
+    }
+    partial.parts.push(piece.part);
+    partial.bytes += piece.part.length;
+    if (partial.bytes > HOST_DEFAULTS.snapshotBytesMax) this.#streams.delete(from);
+    return undefined;
   }
 
   #reassemble(from: NodeId, chunk: SnapshotChunk["chunk"]): Message | undefined {
@@ -366,22 +421,19 @@ export class RaftHost<Result> {
 
   /**
    * A durable state machine's snapshot stands for the state on disk: copy it now, a slice at a
-   * time, and send it when done (one copy per follower at a time). The copy may be ahead of the
-   * snapshot's index (it holds everything applied); the receiver skips what it already has.
+   * time, and stream the slices as they come (one copy per follower at a time), waiting while
+   * the follower's queue is full. The copy may be ahead of the snapshot's index (it holds
+   * everything applied); the receiver skips what it already has.
    */
   #sendStateCopy(message: Message & { type: "snap" }): void {
     const to = message.to;
     if (this.#copying.has(to)) return;
     this.#copying.add(to);
-    const machine = this.#options.stateMachine;
-    const copy = machine.snapshotAsync
-      ? machine.snapshotAsync()
-      : Promise.resolve().then(() => machine.snapshot());
-    copy
+    this.#streamStateCopy(message)
       .then(
-        (data) => {
+        (ok) => {
           if (this.#stopped) return;
-          this.#sendNow({ ...message, snapshot: { ...message.snapshot, data } });
+          this.raft.reportSnapshot(to, ok);
           this.#kick(); // reportSnapshot may have let more appends go.
         },
         (error: unknown) => {
@@ -394,6 +446,40 @@ export class RaftHost<Result> {
         },
       )
       .finally(() => this.#copying.delete(to));
+  }
+
+  /** Streams the copy; false when the follower could not take it (the leader tries again later). */
+  async #streamStateCopy(message: Message & { type: "snap" }): Promise<boolean> {
+    const to = message.to;
+    const transport = this.#options.transport;
+    const machine = this.#options.stateMachine;
+    const chunkBytes = this.#options.snapshotChunkBytes ?? HOST_DEFAULTS.snapshotChunkBytes;
+    const parts: AsyncIterable<Uint8Array> = machine.snapshotStream
+      ? machine.snapshotStream()
+      : (async function* () {
+          yield machine.snapshot();
+        })();
+    const id = ++this.#snapshotSeq;
+    let seq = 0;
+    const send = async (piece: StateStreamPiece["stream"]): Promise<boolean> => {
+      // Wait for room, so that a state larger than the queue still goes through.
+      const stallDeadline = Date.now() + HOST_DEFAULTS.snapshotStreamStallMs;
+      const queuedMax =
+        this.#options.snapshotStreamQueuedBytesMax ?? HOST_DEFAULTS.snapshotStreamQueuedBytesMax;
+      while ((transport.queuedBytes?.(to) ?? 0) > queuedMax) {
+        if (this.#stopped || Date.now() > stallDeadline) return false;
+        await new Promise((resolve) => setTimeout(resolve, HOST_DEFAULTS.snapshotStreamWaitMs));
+      }
+      if (this.#stopped) return false;
+      this.stats.messagesSent++;
+      return transport.send(to, pack({ stream: piece }));
+    };
+    for await (const part of parts) {
+      for (let offset = 0; offset < part.length; offset += chunkBytes) {
+        if (!(await send({ id, seq: seq++, part: part.subarray(offset, offset + chunkBytes) }))) return false;
+      }
+    }
+    return send({ id, seq, head: message });
   }
 
   #sendNow(message: Message): void {

@@ -379,6 +379,11 @@ export class PeerTransport {
     return true;
   }
 
+  /** Bytes queued for `to` and not yet handed to its socket (0 for an unknown peer). */
+  queuedBytes(to: number): number {
+    return this.#peers.get(to)?.queue.bytes ?? 0;
+  }
+
   stats(): TransportStats {
     const peers: PeerStats[] = [];
     for (const peer of [...this.#peers.values()].sort((a, b) => a.nodeId - b.nodeId)) {
