@@ -65,7 +65,7 @@ export interface RaftHostOptions<Result> {
   readonly snapshotEntries?: number;
   /** Entries kept behind a snapshot so slightly lagging followers catch up from the log. */
   readonly snapshotTrailingEntries?: number;
-  /** Snapshot messages above this size go out in chunks of this size. */
+  /** Snapshot data crosses the wire in pieces of at most this size (see StateStreamPiece). */
   readonly snapshotChunkBytes?: number;
   /** Proposals and reads waiting for their entry or read state; more fail at once. */
   readonly pendingMax?: number;
@@ -87,7 +87,7 @@ export const HOST_DEFAULTS = {
   pendingMax: 65_536,
   /** As etcd's readIndexRetryTime. */
   readRetryMs: 500,
-  /** Reassembly buffers for incoming snapshot chunks, per sender. */
+  /** Reassembly buffer for an incoming snapshot, per sender. */
   snapshotBytesMax: 1024 * 1024 * 1024,
   /** A state copy being streamed waits while more than this is queued for its follower. */
   snapshotStreamQueuedBytesMax: 8 * 1024 * 1024,
@@ -104,16 +104,6 @@ const textDecoder = new TextDecoder();
 interface Pending<T> {
   readonly resolve: (value: T) => void;
   readonly reject: (error: Error) => void;
-}
-
-/** A snapshot larger than a chunk crosses the wire as pieces the receiver reassembles. */
-interface SnapshotChunk {
-  readonly chunk: {
-    readonly id: number;
-    readonly seq: number;
-    readonly total: number;
-    readonly bytes: Uint8Array;
-  };
 }
 
 /**
@@ -148,7 +138,6 @@ export class RaftHost<Result> {
   #readRoundInFlight = false;
   #readRetryTimer: NodeJS.Timeout | undefined;
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
-  readonly #chunks = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
   /** State copies being received, per sender (see StateStreamPiece). */
   readonly #streams = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
   /** Followers whose copy of the state is being built (see #sendStateCopy). */
@@ -346,16 +335,13 @@ export class RaftHost<Result> {
   }
 
   #receive(from: NodeId, payload: Uint8Array): void {
-    let decoded: Message | SnapshotChunk | StateStreamPiece;
+    let decoded: Message | StateStreamPiece;
     try {
-      decoded = unpack(payload) as Message | SnapshotChunk | StateStreamPiece;
+      decoded = unpack(payload) as Message | StateStreamPiece;
     } catch {
       return; // A peer that sends garbage is ignored; authenticated peers do not.
     }
-    if ("chunk" in decoded) {
-      const message = this.#reassemble(from, decoded.chunk);
-      if (message) this.#inbox.push(message);
-    } else if ("stream" in decoded) {
+    if ("stream" in decoded) {
       const message = this.#reassembleStream(from, decoded.stream);
       if (message) this.#inbox.push(message);
     } else {
@@ -390,29 +376,8 @@ export class RaftHost<Result> {
     return undefined;
   }
 
-  #reassemble(from: NodeId, chunk: SnapshotChunk["chunk"]): Message | undefined {
-    let partial = this.#chunks.get(from);
-    if (chunk.seq === 0) {
-      partial = { id: chunk.id, parts: [], bytes: 0 };
-      this.#chunks.set(from, partial);
-    }
-    if (!partial || partial.id !== chunk.id || partial.parts.length !== chunk.seq) {
-      this.#chunks.delete(from);
-      return undefined;
-    }
-    partial.parts.push(chunk.bytes);
-    partial.bytes += chunk.bytes.length;
-    if (partial.bytes > HOST_DEFAULTS.snapshotBytesMax) {
-      this.#chunks.delete(from);
-      return undefined;
-    }
-    if (partial.parts.length < chunk.total) return undefined;
-    this.#chunks.delete(from);
-    return unpack(Buffer.concat(partial.parts)) as Message;
-  }
-
   #send(message: Message): void {
-    if (message.type === "snap" && message.snapshot.data.length === 0 && this.#durableMachine) {
+    if (message.type === "snap") {
       this.#sendStateCopy(message);
       return;
     }
@@ -420,10 +385,11 @@ export class RaftHost<Result> {
   }
 
   /**
-   * A durable state machine's snapshot stands for the state on disk: copy it now, a slice at a
-   * time, and stream the slices as they come (one copy per follower at a time), waiting while
-   * the follower's queue is full. The copy may be ahead of the snapshot's index (it holds
-   * everything applied); the receiver skips what it already has.
+   * Sends a snapshot as a stream of pieces (one snapshot per follower at a time), waiting while
+   * the follower's queue is full. A durable state machine's snapshot stands for the state on
+   * disk: its data is copied now, a slice at a time, each slice sent as it is made. That copy
+   * may be ahead of the snapshot's index (it holds everything applied); the receiver skips what
+   * it already has.
    */
   #sendStateCopy(message: Message & { type: "snap" }): void {
     const to = message.to;
@@ -454,11 +420,18 @@ export class RaftHost<Result> {
     const transport = this.#options.transport;
     const machine = this.#options.stateMachine;
     const chunkBytes = this.#options.snapshotChunkBytes ?? HOST_DEFAULTS.snapshotChunkBytes;
-    const parts: AsyncIterable<Uint8Array> = machine.snapshotStream
-      ? machine.snapshotStream()
-      : (async function* () {
-          yield machine.snapshot();
-        })();
+    const stored = message.snapshot.data;
+    // A snapshot with data carries it; one without stands for a durable machine's state.
+    const parts: AsyncIterable<Uint8Array> =
+      stored.length > 0 || !this.#durableMachine
+        ? (async function* () {
+            yield stored;
+          })()
+        : machine.snapshotStream
+          ? machine.snapshotStream()
+          : (async function* () {
+              yield machine.snapshot();
+            })();
     const id = ++this.#snapshotSeq;
     let seq = 0;
     const send = async (piece: StateStreamPiece["stream"]): Promise<boolean> => {
@@ -479,26 +452,16 @@ export class RaftHost<Result> {
         if (!(await send({ id, seq: seq++, part: part.subarray(offset, offset + chunkBytes) }))) return false;
       }
     }
-    return send({ id, seq, head: message });
+    return send({
+      id,
+      seq,
+      head: { ...message, snapshot: { ...message.snapshot, data: EMPTY_SNAPSHOT_DATA } },
+    });
   }
 
   #sendNow(message: Message): void {
     this.stats.messagesSent++;
-    const payload = pack(message);
-    const chunkBytes = this.#options.snapshotChunkBytes ?? HOST_DEFAULTS.snapshotChunkBytes;
-    if (message.type !== "snap" || payload.length <= chunkBytes) {
-      if (!this.#options.transport.send(message.to, payload)) this.raft.reportUnreachable(message.to);
-      if (message.type === "snap") this.raft.reportSnapshot(message.to, true);
-      return;
-    }
-    const id = ++this.#snapshotSeq;
-    const total = Math.ceil(payload.length / chunkBytes);
-    let ok = true;
-    for (let seq = 0; seq < total && ok; seq++) {
-      const bytes = payload.subarray(seq * chunkBytes, (seq + 1) * chunkBytes);
-      ok = this.#options.transport.send(message.to, pack({ chunk: { id, seq, total, bytes } }));
-    }
-    this.raft.reportSnapshot(message.to, ok);
+    if (!this.#options.transport.send(message.to, pack(message))) this.raft.reportUnreachable(message.to);
   }
 
   #kick(): void {
