@@ -61,12 +61,13 @@ function startHosts(
   network: LoopbackNetwork,
   options: Partial<Omit<RaftHostOptions<KvResult>, "storage">> & {
     storage?: (id: NodeId) => RaftLogStore;
+    machine?: () => KvStateMachine;
   } = {},
 ): { hosts: RaftHost<KvResult>[]; machines: Map<NodeId, KvStateMachine> } {
   const machines = new Map<NodeId, KvStateMachine>();
-  const { storage, ...rest } = options;
+  const { storage, machine: newMachine, ...rest } = options;
   const hosts = [1, 2, 3].map((id) => {
-    const machine = new KvStateMachine();
+    const machine = newMachine?.() ?? new KvStateMachine();
     machines.set(id, machine);
     return new RaftHost<KvResult>({
       id,
@@ -273,25 +274,13 @@ describe("RaftHost", () => {
     const network = new LoopbackNetwork();
     // Far less than the state: sent in one go, the copy could never pass.
     network.linkBytesMax = 16 * 1024;
-    const machines = new Map<NodeId, DurableKv>();
-    const hosts = [1, 2, 3].map((id) => {
-      const machine = new DurableKv();
-      machines.set(id, machine);
-      return new RaftHost<KvResult>({
-        id,
-        peers: [1, 2, 3],
-        storage: new MemoryStorage({ voters: [1, 2, 3], learners: [] }),
-        transport: network.transport(id),
-        stateMachine: machine,
-        tickMs: 5,
-        random: () => 0.5,
-        snapshotEntries: 20,
-        snapshotTrailingEntries: 2,
-        snapshotChunkBytes: 512,
-        snapshotStreamQueuedBytesMax: 4 * 1024,
-      });
+    const { hosts, machines } = startHosts(network, {
+      machine: () => new DurableKv(),
+      snapshotEntries: 20,
+      snapshotTrailingEntries: 2,
+      snapshotChunkBytes: 512,
+      snapshotStreamQueuedBytesMax: 4 * 1024,
     });
-    for (const host of hosts) host.start();
     try {
       await until(() => hosts.some((h) => h.isLeader), "a leader");
       const leader = hosts.find((h) => h.isLeader)!;
