@@ -122,7 +122,11 @@ async function main(): Promise<void> {
       "entries per leader fsync": result.entries_per_fsync,
       failed: result.failed,
     });
-    const out = new URL("../../bench/results/raft.json", import.meta.url);
+    // A quick run must not overwrite the reference results.
+    const out = new URL(
+      `../../bench/results/${values.quick ? "raft.partial" : "raft"}.json`,
+      import.meta.url,
+    );
     mkdirSync(new URL(".", out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
     process.stderr.write(`wrote ${out.pathname}\n`);
