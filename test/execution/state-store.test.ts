@@ -99,4 +99,21 @@ describe("state snapshots", () => {
       (e: Error & { code?: string }) => e.code === "MR_ERR_LOG_CORRUPT",
     );
   });
+
+  it("report as durable only what the disk has synced", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "metaraft-state-"));
+    dirs.push(dir);
+    // Synced commits that overlap their fsync, as the node opens its state.
+    const env = openEnvironment(dir, { overlappingSync: true });
+    envs.push(env);
+    const store = new StateStore(env);
+    store.apply([put(TABLE_IDS.volumes, "v", "1")], { index: 1, lastTxid: 1 });
+    assert.equal(store.appliedIndex, 1);
+    assert.equal(store.durableIndex, 0, "nothing is durable before its commit");
+    await store.flushed();
+    assert.equal(store.committedIndex, 1);
+    await env.flushed();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(store.durableIndex, 1);
+  });
 });
