@@ -212,6 +212,16 @@ function keyField(raw: Request, field: "key" | "toKey"): string {
   return key;
 }
 
+/** The bucket a request is about, checked. */
+function bucketAddress(raw: Request): { volume: string; bucket: string } {
+  return { volume: volumeField(raw), bucket: bucketField(raw) };
+}
+
+/** The key a request is about, checked. */
+function keyAddress(raw: Request): { volume: string; bucket: string; key: string } {
+  return { ...bucketAddress(raw), key: keyField(raw, "key") };
+}
+
 function checkCount(value: unknown, field: string): number {
   if (typeof value !== "number") throw badArgument(field, `must be a number, not ${typeof value}`);
   if (!(Number.isSafeInteger(value) && value >= 0)) {
@@ -506,8 +516,7 @@ export const createBucketSpec = spec<CreateBucketRequest>({
   kind: "write",
   validate: (raw) => ({
     op: "createBucket",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
+    ...bucketAddress(raw),
     versioning: optionalBoolean(raw, "versioning"),
   }),
   execute(request, { txid, time, reader }): Execution {
@@ -538,7 +547,7 @@ export const EXPIRED_OPEN_KEYS_PER_DELETE_MAX = 1000;
 export const deleteBucketSpec = spec<DeleteBucketRequest>({
   op: "deleteBucket",
   kind: "write",
-  validate: (raw) => ({ op: "deleteBucket", volume: volumeField(raw), bucket: bucketField(raw) }),
+  validate: (raw) => ({ op: "deleteBucket", ...bucketAddress(raw) }),
   execute(request, { reader, time }): Execution {
     const { volume, bucket } = request;
     requireBucket(reader, volume, bucket);
@@ -568,7 +577,7 @@ export const deleteBucketSpec = spec<DeleteBucketRequest>({
 export const infoBucketSpec = spec<InfoBucketRequest>({
   op: "infoBucket",
   kind: "read",
-  validate: (raw) => ({ op: "infoBucket", volume: volumeField(raw), bucket: bucketField(raw) }),
+  validate: (raw) => ({ op: "infoBucket", ...bucketAddress(raw) }),
   execute(request, { reader }): Execution {
     return { writes: [], reply: { bucket: requireBucket(reader, request.volume, request.bucket) } };
   },
@@ -598,9 +607,7 @@ export const openKeySpec = spec<OpenKeyRequest>({
   kind: "write",
   validate: (raw) => ({
     op: "openKey",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
-    key: keyField(raw, "key"),
+    ...keyAddress(raw),
     size: optionalCount(raw, "size") ?? 0,
   }),
   execute(request, { txid, time, reader }): Execution {
@@ -632,9 +639,7 @@ export const commitKeySpec = spec<CommitKeyRequest>({
   kind: "write",
   validate: (raw) => ({
     op: "commitKey",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
-    key: keyField(raw, "key"),
+    ...keyAddress(raw),
     openKeyId: requiredCount(raw, "openKeyId"),
     size: requiredCount(raw, "size"),
     etag: etagField(raw),
@@ -680,9 +685,7 @@ export const deleteKeySpec = spec<DeleteKeyRequest>({
   kind: "write",
   validate: (raw) => ({
     op: "deleteKey",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
-    key: keyField(raw, "key"),
+    ...keyAddress(raw),
   }),
   execute(request, { reader }): Execution {
     const { volume, bucket, key } = request;
@@ -697,9 +700,7 @@ export const renameKeySpec = spec<RenameKeyRequest>({
   kind: "write",
   validate: (raw) => ({
     op: "renameKey",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
-    key: keyField(raw, "key"),
+    ...keyAddress(raw),
     toKey: keyField(raw, "toKey"),
   }),
   execute(request, { txid, time, reader }): Execution {
@@ -726,9 +727,7 @@ export const lookupKeySpec = spec<LookupKeyRequest>({
   kind: "read",
   validate: (raw) => ({
     op: "lookupKey",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
-    key: keyField(raw, "key"),
+    ...keyAddress(raw),
   }),
   execute(request, { reader }): Execution {
     const { volume, bucket, key } = request;
@@ -742,8 +741,7 @@ export const listKeysSpec = spec<ListKeysRequest>({
   kind: "read",
   validate: (raw) => ({
     op: "listKeys",
-    volume: volumeField(raw),
-    bucket: bucketField(raw),
+    ...bucketAddress(raw),
     ...listPage(raw),
   }),
   execute(request, { reader }): Execution {
