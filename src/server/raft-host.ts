@@ -135,7 +135,6 @@ export class RaftHost<Result> {
   readonly #reads = new Map<string, Pending<void>>();
   /** Reads that arrived after the round in flight began: they go in the next round. */
   #readWaiters: Pending<void>[] = [];
-  #readRoundInFlight = false;
   #readRetryTimer: NodeJS.Timeout | undefined;
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
   /** State copies being received, per sender (see StateStreamPiece). */
@@ -209,6 +208,7 @@ export class RaftHost<Result> {
   /** What `status` shows of consensus: role, term, leader, commit and applied index, members. */
   status(): Record<string, unknown> {
     const raft = this.raft;
+    const snapshot = this.#options.storage.snapshot();
     return {
       node: raft.id,
       role: raft.role,
@@ -218,10 +218,7 @@ export class RaftHost<Result> {
       applied: this.#applied,
       firstIndex: raft.log.firstIndex(),
       lastIndex: raft.log.lastIndex(),
-      snapshot: {
-        index: this.#options.storage.snapshot().meta.index,
-        dataBytes: this.#options.storage.snapshot().data.length,
-      },
+      snapshot: { index: snapshot.meta.index, dataBytes: snapshot.data.length },
       members: raft.confState(),
     };
   }
@@ -283,7 +280,7 @@ export class RaftHost<Result> {
     }
     this.stats.reads++;
     const read = new Promise<void>((resolve, reject) => this.#readWaiters.push({ resolve, reject }));
-    if (!this.#readRoundInFlight) this.#startReadRound([]);
+    if (this.#reads.size === 0) this.#startReadRound([]); // No round in flight: start one.
     return read;
   }
 
@@ -300,11 +297,9 @@ export class RaftHost<Result> {
       return;
     }
     this.stats.readRounds++;
-    this.#readRoundInFlight = true;
     const done = () => {
       clearTimeout(this.#readRetryTimer);
       this.#reads.delete(key);
-      this.#readRoundInFlight = false;
     };
     this.#reads.set(key, {
       resolve: () => {
@@ -630,7 +625,6 @@ export class RaftHost<Result> {
     this.#reads.clear();
     this.#readsWaitingForApply.length = 0;
     for (const waiter of this.#readWaiters.splice(0)) waiter.reject(error);
-    this.#readRoundInFlight = false;
     clearTimeout(this.#readRetryTimer);
   }
 
