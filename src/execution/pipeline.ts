@@ -228,15 +228,15 @@ export class WritePipeline {
   }
 
   /** Deletes of expired replay records, when a sweep is due after `writes` new ones. */
-  #expiredReplies(writes: number): Write[] {
-    const now = this.#clock();
+  #expiredReplies(writes: number, now = this.#clock()): Write[] {
     const budget = this.#sweeps.due(now, writes);
     if (budget === 0) return [];
     return this.#sweeps.sweeper.sweep(
       this.#store,
       now,
       budget,
-      // Skip what a batch in flight already deletes, or writes afresh (an expired call retried).
+      // Skip what a batch in flight already deletes, or writes afresh (an expired call retried);
+      // the replicated-request mode has no overlay, so nothing is skipped there.
       (key) => this.#overlay.lookup("replies", key) !== undefined,
     );
   }
@@ -249,9 +249,7 @@ export class WritePipeline {
    */
   #maybeProposeCleanup(time: number): void {
     if (this.#cleanupInFlight) return;
-    const budget = this.#sweeps.due(time, 1);
-    if (budget === 0) return;
-    const deletes = this.#sweeps.sweeper.sweep(this.#store, time, budget);
+    const deletes = this.#expiredReplies(1, time);
     if (deletes.length === 0) return;
     const data = encodeEntry(
       {
