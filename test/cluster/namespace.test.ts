@@ -69,32 +69,14 @@ describe("metaraft node processes", () => {
       // state, and serves every acknowledged key itself.
       const current = await cluster.leader();
       const target = ((await cluster.status(current)) as { applied: number }).applied;
-      const deadline = Date.now() + 20_000;
-      let caughtUp: { applied: number; raftStats: { restores: number } };
-      for (;;) {
-        caughtUp = (await cluster.status(leader)) as typeof caughtUp;
-        if (caughtUp.applied >= target || Date.now() > deadline) break;
-        await sleep(100);
-      }
+      const caughtUp = (await cluster.statusWhenApplied(leader, target)) as {
+        applied: number;
+        raftStats: { restores: number };
+      };
       assert.ok(caughtUp.applied >= target, `node ${leader} applied ${caughtUp.applied} of ${target}`);
       assert.ok(caughtUp.raftStats.restores >= 1, "the restarted node was sent a copy of the state");
-      const local = new MetaraftClient({
-        endpoints: [cluster.endpoints[leader - 1]!],
-        clusterId: cluster.clusterId,
-        timeoutMs: 20_000,
-      });
-      try {
-        const stale: string[] = [];
-        for (const [key, info] of acknowledged) {
-          const { key: stored } = (await local.lookupKey("load", "keys", key, { stale: true })) as {
-            key: { objectId: number };
-          };
-          if (stored.objectId !== info.objectId) stale.push(key);
-        }
-        assert.deepEqual(stale, []);
-      } finally {
-        local.close();
-      }
+      const objectIds = new Map([...acknowledged].map(([key, info]) => [key, info.objectId]));
+      assert.deepEqual(await cluster.keysNotHeld(leader, "load", "keys", objectIds), []);
     } finally {
       client.close();
       await cluster.stop();

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { MetaraftClient } from "../../src/client/client.js";
 import { RpcClient } from "../../src/client/rpc-client.js";
 
 const kvNodeMain = fileURLToPath(new URL("../../src/server/kv-node-main.js", import.meta.url));
@@ -177,6 +178,38 @@ export class ProcessCluster {
       return await client.call("status");
     } finally {
       client.close();
+    }
+  }
+
+  /** Node `id`'s status once it has applied `target` (or the last one seen when time is up). */
+  async statusWhenApplied(id: number, target: number, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = await this.status(id).catch(() => ({ applied: 0 }) as Record<string, unknown>);
+      if ((status.applied as number) >= target || Date.now() > deadline) return status;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /**
+   * The keys of `expected` (key to objectId) that node `id` does not hold as expected, read from
+   * its own state (stale reads on a connection to it alone).
+   */
+  async keysNotHeld(id: number, volume: string, bucket: string, expected: ReadonlyMap<string, number>) {
+    const local = new MetaraftClient({
+      endpoints: [this.endpoints[id - 1]!],
+      clusterId: this.clusterId,
+      timeoutMs: 30_000,
+    });
+    try {
+      const wrong: string[] = [];
+      for (const [key, objectId] of expected) {
+        const found = await local.lookupKey(volume, bucket, key, { stale: true }).catch(() => undefined);
+        if ((found?.key as { objectId?: number } | undefined)?.objectId !== objectId) wrong.push(key);
+      }
+      return wrong;
+    } finally {
+      local.close();
     }
   }
 
