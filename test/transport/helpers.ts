@@ -1,4 +1,4 @@
-import { connect, createServer, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import {
   type PeerAddress,
   PeerTransport,
@@ -74,14 +74,8 @@ export function wireAll(nodes: readonly { transport: PeerTransport; address: Pee
   }
 }
 
-/** A port that nothing listens on (bound, then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** A port that nothing listens on (bound, then released), never handed out twice. */
+export { freePort } from "../helpers/cluster.js";
 
 export interface RawClient {
   readonly socket: Socket;
