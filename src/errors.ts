@@ -50,6 +50,10 @@ export const errorRegistry = {
   MR_ERR_LOG_CORRUPT: { message: "a stored log record is corrupt", httpStatus: 500 },
   MR_ERR_SNAPSHOT_UNAVAILABLE: { message: "no snapshot is available yet", httpStatus: 503 },
   MR_ERR_SNAPSHOT_OUT_OF_DATE: { message: "the snapshot is older than the one stored", httpStatus: 500 },
+  MR_ERR_CLUSTER_MISMATCH: {
+    message: "the node's data belongs to another cluster, or contradicts its flags",
+    httpStatus: 409,
+  },
 
   MR_ERR_HANDSHAKE_REJECTED: { message: "the connection handshake was refused", httpStatus: 401 },
   MR_ERR_HANDSHAKE_TIMEOUT: { message: "the connection handshake did not finish in time", httpStatus: 504 },

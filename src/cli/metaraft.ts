@@ -77,6 +77,10 @@ $METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
   start.addOption(
     new Option("--stop-with-parent", "stop when stdin closes (used by metaraft dev)").hideHelp(),
   );
+  start.option(
+    "--force-new-cluster",
+    "disaster recovery: rebuild a one-node cluster from this node's data (removes every other member; commits the whole log)",
+  );
   start.addHelpText("after", `\n${CONFIG_HELP}`);
   start.action(async (options: Record<string, unknown>) => {
     let settings: ReturnType<typeof resolveSettings>;
@@ -91,7 +95,10 @@ $METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
       return;
     }
     const { runNode } = await import("./start.js");
-    await runNode(settings, { stopWithParent: options.stopWithParent === true });
+    await runNode(settings, {
+      stopWithParent: options.stopWithParent === true,
+      forceNewCluster: options.forceNewCluster === true,
+    });
   });
 
   root

@@ -17,10 +17,13 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
  * logs go to stderr. SIGINT or SIGTERM closes it cleanly (a second one exits at once); with
  * `stopWithParent`, so does the end of stdin (the parent `metaraft dev` is gone).
  */
-export async function runNode(settings: Settings, options: { stopWithParent?: boolean } = {}): Promise<void> {
+export async function runNode(
+  settings: Settings,
+  options: { stopWithParent?: boolean; forceNewCluster?: boolean } = {},
+): Promise<void> {
   const logger = pino({ level: settings.log.level, base: { node: settings.id } }, pino.destination(2));
   const self = selfOf(settings);
-  const config = toNodeConfig(settings, {
+  const base = toNodeConfig(settings, {
     logger,
     onFatal: (error) => {
       // Serving on after a storage failure could answer with wrong data: stop, loudly.
@@ -29,6 +32,7 @@ export async function runNode(settings: Settings, options: { stopWithParent?: bo
       process.exit(EXIT_ERROR);
     },
   });
+  const config = options.forceNewCluster ? { ...base, forceNewCluster: true } : base;
   if (settings.secret === DEV_SECRET && settings.cluster.some((m) => !LOOPBACK.test(m.host))) {
     logger.warn({}, "the cluster listens beyond loopback with the dev secret: set secret in the config");
   }
@@ -77,14 +81,20 @@ export async function runNode(settings: Settings, options: { stopWithParent?: bo
   } catch (error) {
     throw listenError(error);
   }
+  for (const warning of node.warnings) process.stderr.write(`warning: ${warning}\n`);
   if (closing) {
     await node.close();
     process.exit(0);
   }
   process.stdout.write(
     `node ${settings.id} ready: client ${self.host}:${self.clientPort}, raft ${self.host}:${self.raftPort}, ` +
-      `data ${config.dataDir}, cluster ${settings.clusterId} (members ${settings.cluster.map((m) => m.id).join(",")})\n`,
+      `data ${config.dataDir}, cluster ${settings.clusterId} (members ${membersText(node.host.raft.confState())})\n`,
   );
+}
+
+function membersText(members: { voters: readonly number[]; learners: readonly number[] }): string {
+  const learners = members.learners.length > 0 ? `; learners ${members.learners.join(",")}` : "";
+  return `${members.voters.join(",")}${learners}`;
 }
 
 /** A port already taken, or not ours to take, in one clear line. */

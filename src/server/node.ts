@@ -7,8 +7,14 @@ import { StateStore } from "../execution/state-store.js";
 import type { Request, RequestSpec } from "../execution/types.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
 import type { NodeId } from "../raft/index.js";
-import { LmdbRaftLog, openEnvironment, type StorageEnvironment } from "../storage/index.js";
+import {
+  type ClusterIdentity,
+  LmdbRaftLog,
+  openEnvironment,
+  type StorageEnvironment,
+} from "../storage/index.js";
 import { PeerTransport, type TransportLogger } from "../transport/index.js";
+import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import type { NodeAddress } from "./kv-node.js";
 import { RaftHost } from "./raft-host.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
@@ -39,6 +45,11 @@ export interface NodeConfig {
   readonly onFatal?: (error: Error) => void;
   /** Injected clock for the gatekeeper (tests); default Date.now. */
   readonly clock?: () => number;
+  /**
+   * Rebuilds a one-node cluster from this node's data (etcd's --force-new-cluster): the other
+   * members are removed and everything in the log is committed. For disaster recovery only.
+   */
+  readonly forceNewCluster?: boolean;
 }
 
 export const NODE_DEFAULTS = {
@@ -65,19 +76,30 @@ export class MetaraftNode {
   readonly #rpc: RpcServer;
   readonly #log: LmdbRaftLog;
   readonly #logEnv: StorageEnvironment;
+  /** The cluster this node's data belongs to, recorded once at bootstrap. */
+  readonly identity: ClusterIdentity;
+  /** What the start found that the operator must be told (a forced new cluster, old data). */
+  readonly warnings: readonly string[];
 
   private constructor(
     config: NodeConfig,
     self: NodeAddress,
     logEnv: StorageEnvironment,
     stateEnv: StorageEnvironment,
+    log: LmdbRaftLog,
+    store: StateStore,
+    outcome: IdentityOutcome,
   ) {
     this.config = config;
+    this.identity = outcome.identity;
+    this.warnings = outcome.warnings;
     this.core = createCore({ mode: config.core?.mode ?? "auto" });
     this.#logEnv = logEnv;
     this.env = stateEnv;
-    this.#log = new LmdbRaftLog(this.#logEnv);
-    this.store = new StateStore(this.env);
+    this.#log = log;
+    this.store = store;
+    // Membership comes from the log; the flags only say where the members are.
+    const members = new Set([...outcome.members.voters, ...outcome.members.learners]);
     const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
     const stateMachine = new NamespaceStateMachine(this.store, specs, this.core.sync);
     this.#transport = new PeerTransport({
@@ -87,7 +109,7 @@ export class MetaraftNode {
       listen: { host: self.host, port: self.raftPort },
       peers: new Map(
         config.cluster
-          .filter((n) => n.id !== config.id)
+          .filter((n) => n.id !== config.id && members.has(n.id))
           .map((n) => [n.id, { host: n.host, port: n.raftPort }]),
       ),
       core: this.core.sync,
@@ -96,7 +118,6 @@ export class MetaraftNode {
     let pipeline: WritePipeline | undefined;
     this.host = new RaftHost<ApplyResult>({
       id: config.id,
-      peers: config.cluster.map((n) => n.id),
       storage: this.#log,
       transport: this.#transport,
       stateMachine,
@@ -137,12 +158,27 @@ export class MetaraftNode {
     const sync = config.noSync ? { noSync: true } : {};
     const logEnv = openEnvironment(join(config.dataDir, "raft"), sync);
     let stateEnv: StorageEnvironment | undefined;
+    let log: LmdbRaftLog | undefined;
     let node: MetaraftNode;
     try {
       stateEnv = openEnvironment(join(config.dataDir, "state"), { ...sync, overlappingSync: true });
-      node = new MetaraftNode(config, self, logEnv, stateEnv);
+      log = new LmdbRaftLog(logEnv);
+      const store = new StateStore(stateEnv);
+      // Before anything else reads the data: whose is it, and do the flags agree with it?
+      const outcome = await establishIdentity(log, {
+        id: config.id,
+        clusterId: config.clusterId,
+        named: config.cluster.map((n) => n.id),
+        dataDir: config.dataDir,
+        stateApplied: store.appliedIndex,
+        ...(config.forceNewCluster ? { forceNewCluster: true } : {}),
+      });
+      for (const warning of outcome.warnings) config.logger?.warn({ node: config.id }, warning);
+      node = new MetaraftNode(config, self, logEnv, stateEnv, log, store, outcome);
     } catch (error) {
-      // A node that cannot start (a corrupt log, a state behind it) leaves nothing open.
+      // A node that cannot start (a corrupt log, a state behind it, another cluster's data)
+      // leaves nothing open.
+      await log?.close().catch(() => undefined);
       await stateEnv?.close();
       await logEnv.close();
       throw error;

@@ -1,6 +1,7 @@
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
 import {
+  type ConfChange,
   type ConfState,
   type Entry,
   type Message,
@@ -54,7 +55,8 @@ export interface StateMachine<Result> {
 
 export interface RaftHostOptions<Result> {
   readonly id: NodeId;
-  readonly peers: readonly NodeId[];
+  /** Voters of a new cluster whose storage holds no membership yet (tests; nodes bootstrap their log). */
+  readonly peers?: readonly NodeId[];
   readonly storage: RaftLogStore;
   readonly transport: HostTransport;
   readonly stateMachine: StateMachine<Result>;
@@ -191,18 +193,37 @@ export class RaftHost<Result> {
       ...options.raft,
       id: options.id,
       storage: options.storage,
-      peers: options.peers,
+      ...(options.peers ? { peers: options.peers } : {}),
       applied,
       random: options.random ?? Math.random,
     });
     this.#applied = applied;
     this.#lastSnapshotIndex = options.storage.snapshot().meta.index;
+    this.#replayConfChanges(applied);
     this.#confState = this.raft.confState();
     options.transport.onMessage((from, payload) => this.#receive(from, payload));
   }
 
   get appliedIndex(): number {
     return this.#applied;
+  }
+
+  /**
+   * The stored snapshot holds the membership at its index; changes applied after it are in the
+   * state machine but not handed out again (they are at or below its applied index), so they
+   * are re-applied to the core here, or a restart would forget every change since the snapshot.
+   */
+  #replayConfChanges(applied: number): void {
+    const storage = this.#options.storage;
+    let next = Math.max(storage.snapshot().meta.index + 1, storage.firstIndex());
+    const to = Math.min(applied, storage.lastIndex());
+    while (next <= to) {
+      const entries = storage.entries(next, to + 1, HOST_DEFAULTS.snapshotChunkBytes);
+      for (const entry of entries) {
+        if (entry.type === "confChange") this.raft.applyConfChange(Raft.decodeConfChange(entry));
+      }
+      next = entries[entries.length - 1]!.index + 1;
+    }
   }
 
   /** What `status` shows of consensus: role, term, leader, commit and applied index, members. */
@@ -220,6 +241,7 @@ export class RaftHost<Result> {
       lastIndex: raft.log.lastIndex(),
       snapshot: { index: snapshot.meta.index, dataBytes: snapshot.data.length },
       members: raft.confState(),
+      ...(this.removed ? { removed: true } : {}),
     };
   }
 
@@ -266,6 +288,39 @@ export class RaftHost<Result> {
     return new Promise<Result>((resolve, reject) => {
       this.#proposals.set(proposed.index, { resolve, reject, term: proposed.term });
     });
+  }
+
+  /**
+   * Proposes one membership change (leader only); resolves with the membership once the change
+   * is applied here. The core refuses a second change while one is being applied, a promotion
+   * of a learner that lags, and a change before this leader committed an entry of its term.
+   */
+  proposeConfChange(change: ConfChange): Promise<ConfState> {
+    this.#checkUsable();
+    const proposed = this.raft.proposeConfChange(change);
+    this.#kick();
+    return new Promise<Result>((resolve, reject) => {
+      this.#proposals.set(proposed.index, { resolve, reject, term: proposed.term });
+    }).then(() => this.#confState);
+  }
+
+  /** Hands leadership to `to` (leader only); the core abandons a transfer not done in an election timeout. */
+  transferLeader(to: NodeId): void {
+    this.#checkUsable();
+    this.raft.transferLeader(to);
+    this.#kick();
+  }
+
+  /** The membership as applied here. */
+  get confState(): ConfState {
+    return this.#confState;
+  }
+
+  /** True once this node has applied its own removal: it no longer takes part. */
+  get removed(): boolean {
+    const c = this.#confState;
+    const known = c.voters.length + c.learners.length > 0;
+    return known && !c.voters.includes(this.#options.id) && !c.learners.includes(this.#options.id);
   }
 
   /**

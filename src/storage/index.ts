@@ -17,6 +17,7 @@ export {
   TABLE_NAMES,
   type TableName,
 } from "./environment.js";
+export type { ClusterIdentity } from "./identity.js";
 export {
   ENTRY_DATA_BYTES_MAX_DEFAULT,
   LmdbRaftLog,

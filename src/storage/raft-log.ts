@@ -15,6 +15,7 @@ import {
   openEnvironment,
   type StorageEnvironment,
 } from "./environment.js";
+import { type ClusterIdentity, decodeIdentity, encodeIdentity } from "./identity.js";
 import {
   corrupt,
   decodeEntry,
@@ -222,6 +223,43 @@ export class LmdbRaftLog implements RaftLogStore {
   snapshot(): Snapshot {
     this.#usable();
     return this.#snapshot;
+  }
+
+  /** The identity recorded at bootstrap, or undefined for a log that was never bootstrapped. */
+  identity(): ClusterIdentity | undefined {
+    this.#usable();
+    const value = this.#state.get(RAFT_STATE_KEYS.identity);
+    return value === undefined ? undefined : decodeIdentity(value);
+  }
+
+  /** True for a log nothing was ever written to: no entry, no hard state, no snapshot, no identity. */
+  get blank(): boolean {
+    this.#usable();
+    return !this.#recorded && this.#last === 0 && this.#hardState.term === 0 && this.#state.getCount() === 0;
+  }
+
+  /**
+   * Records a new cluster: its identity and its initial membership (a snapshot at index 0), in
+   * one durable transaction. Only a blank log can be bootstrapped: bootstrapping is done once.
+   */
+  bootstrap(identity: ClusterIdentity, confState: ConfState): Promise<void> {
+    if (!this.blank) throw new MetaraftError("MR_ERR_INTERNAL", "bootstrap of a log that is not blank");
+    const snapshot: Snapshot = { meta: { index: 0, term: 0, confState }, data: new Uint8Array(0) };
+    this.#checkSnapshot(snapshot);
+    const writes: Write[] = [];
+    this.#putSnapshot(writes, snapshot);
+    this.#putState(writes, "logStart", encodeLogStart({ index: 0, term: 0 }));
+    this.#putState(writes, "identity", encodeIdentity(identity));
+    this.#snapshot = snapshot;
+    return this.#commit(++this.#txnSeq, writes);
+  }
+
+  /** Replaces the identity record (a forced new cluster, or data from before identities). */
+  recordIdentity(identity: ClusterIdentity): Promise<void> {
+    this.#usable();
+    const writes: Write[] = [];
+    this.#putState(writes, "identity", encodeIdentity(identity));
+    return this.#commit(++this.#txnSeq, writes);
   }
 
   // ---- RaftLogStore: writes

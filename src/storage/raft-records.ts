@@ -41,6 +41,8 @@ export const RAFT_STATE_KEYS = {
   logStart: Buffer.from("logStart"),
   snapshotMeta: Buffer.from("snapshotMeta"),
   snapshotData: Buffer.from("snapshotData"),
+  /** The cluster identity recorded once, at bootstrap (identity.ts). */
+  identity: Buffer.from("identity"),
 } as const;
 
 export type RaftStateRecord = keyof typeof RAFT_STATE_KEYS;

@@ -80,7 +80,12 @@ export interface Welcome {
 export interface Refused {
   readonly kind: "refused";
   readonly reason: RefusalReason;
+  /** What the listener expected, for the dialer's log (a cluster id mismatch names the expected id). */
+  readonly detail?: string;
 }
+
+/** A refusal's detail is for logs: bounded, so a stranger cannot make us log megabytes. */
+export const REFUSAL_DETAIL_BYTES_MAX = 512;
 
 export type HandshakeMessage = Hello | Challenge | Proof | Welcome | Refused;
 
@@ -156,6 +161,7 @@ export function decodeHandshake(payload: Uint8Array): Decoded {
             typeof m.reason === "string" && refusalReasons.has(m.reason)
               ? (m.reason as RefusalReason)
               : "malformed",
+          ...(typeof m.detail === "string" ? { detail: m.detail.slice(0, REFUSAL_DETAIL_BYTES_MAX) } : {}),
         },
       };
     default:

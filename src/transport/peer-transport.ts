@@ -16,6 +16,7 @@ import {
   newNonce,
   PEER_PROTOCOL_VERSION,
   proofMatches,
+  REFUSAL_DETAIL_BYTES_MAX,
   type RefusalReason,
   SECRET_BYTES_MIN,
   type Transcript,
@@ -565,7 +566,10 @@ export class PeerTransport {
     if (message.kind === "refused") {
       this.#abort(
         link,
-        transportError("MR_ERR_HANDSHAKE_REJECTED", `refused by the peer: ${message.reason}`),
+        transportError(
+          "MR_ERR_HANDSHAKE_REJECTED",
+          `refused by the peer: ${message.reason}${message.detail ? ` (${message.detail})` : ""}`,
+        ),
         "peer refused the handshake",
         { reason: message.reason },
       );
@@ -583,7 +587,11 @@ export class PeerTransport {
   #onHello(link: Link, hello: Hello): void {
     link.peerId = hello.nodeId;
     if (hello.clusterId !== this.clusterId) {
-      this.#refuse(link, "cluster-mismatch", `cluster ${JSON.stringify(hello.clusterId)}`);
+      this.#refuse(
+        link,
+        "cluster-mismatch",
+        `cluster ${JSON.stringify(hello.clusterId)}, but this is cluster ${JSON.stringify(this.clusterId)}`,
+      );
       return;
     }
     if (!this.#peers.has(hello.nodeId)) {
@@ -689,7 +697,11 @@ export class PeerTransport {
     link.state = "closing";
     link.decoder.halt();
     link.socket.end(
-      encodeFrame(encodeHandshake({ kind: "refused", reason }), HANDSHAKE_FRAME_BYTES_MAX, this.#core),
+      encodeFrame(
+        encodeHandshake({ kind: "refused", reason, detail: detail.slice(0, REFUSAL_DETAIL_BYTES_MAX) }),
+        HANDSHAKE_FRAME_BYTES_MAX,
+        this.#core,
+      ),
     );
   }
 

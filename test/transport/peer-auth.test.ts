@@ -106,6 +106,20 @@ describe("peer authentication", () => {
             .length > 0 && pair.a.logger.warnings((e) => e.msg === "peer refused the handshake").length > 0,
         "node 1 to refuse node 3's hello and be refused by node 3",
       );
+      // Both ends say which cluster the listener expected, so the operator sees both ids.
+      const dialerSaw = x.logger
+        .warnings((e) => e.msg === "peer refused the handshake")
+        .map((e) => JSON.stringify(e));
+      assert.ok(
+        dialerSaw.some((line) => line.includes("other-cluster") && line.includes("this is cluster")),
+        dialerSaw.join("\n"),
+      );
+      const listenerSaw = pair.a.logger
+        .warnings((e) => e.msg === "peer handshake refused")
+        .map((e) => JSON.stringify(e));
+      assert.ok(
+        listenerSaw.some((line) => line.includes("other-cluster") && line.includes("this is cluster")),
+      );
       assert.deepEqual(delivered, []);
       await stillServes(pair);
     } finally {
@@ -189,7 +203,11 @@ describe("peer authentication", () => {
       await client.closed;
       assert.equal(frames.length, 2);
       const refused = decodeHandshake(frames[1]!);
-      assert.deepEqual(refused.ok && refused.message, { kind: "refused", reason: "bad-proof" });
+      assert.deepEqual(refused.ok && refused.message, {
+        kind: "refused",
+        reason: "bad-proof",
+        detail: "the dialer's proof does not match the cluster secret",
+      });
       assert.ok(
         pair.a.logger.warnings((e) => reason("bad-proof")(e) && e.obj.role === "listener").length > 0,
       );
