@@ -78,6 +78,10 @@ $METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
     new Option("--stop-with-parent", "stop when stdin closes (used by metaraft dev)").hideHelp(),
   );
   start.option(
+    "--join <host:port>",
+    "join a running cluster through one member's client address (add this node with 'member add' first)",
+  );
+  start.option(
     "--force-new-cluster",
     "disaster recovery: rebuild a one-node cluster from this node's data (removes every other member; commits the whole log)",
   );
@@ -98,6 +102,7 @@ $METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
     await runNode(settings, {
       stopWithParent: options.stopWithParent === true,
       forceNewCluster: options.forceNewCluster === true,
+      ...(typeof options.join === "string" ? { join: options.join } : {}),
     });
   });
 

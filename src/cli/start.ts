@@ -19,7 +19,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
  */
 export async function runNode(
   settings: Settings,
-  options: { stopWithParent?: boolean; forceNewCluster?: boolean } = {},
+  options: { stopWithParent?: boolean; forceNewCluster?: boolean; join?: string } = {},
 ): Promise<void> {
   const logger = pino({ level: settings.log.level, base: { node: settings.id } }, pino.destination(2));
   const self = selfOf(settings);
@@ -32,7 +32,11 @@ export async function runNode(
       process.exit(EXIT_ERROR);
     },
   });
-  const config = options.forceNewCluster ? { ...base, forceNewCluster: true } : base;
+  const config = {
+    ...base,
+    ...(options.forceNewCluster ? { forceNewCluster: true } : {}),
+    ...(options.join ? { join: options.join } : {}),
+  };
   if (settings.secret === DEV_SECRET && settings.cluster.some((m) => !LOOPBACK.test(m.host))) {
     logger.warn({}, "the cluster listens beyond loopback with the dev secret: set secret in the config");
   }

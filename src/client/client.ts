@@ -137,6 +137,28 @@ export class MetaraftClient {
     return this.#rpc.call("status", {});
   }
 
+  /** The members as the leader sees them (with `stale`, as whichever node answers sees them). */
+  memberList(options: ReadOptions = {}): Promise<Reply> {
+    return this.#rpc.call("memberList", { stale: options.stale === true }, options.timeoutMs);
+  }
+
+  /** Adds a learner; it is promoted by `memberPromote` once it has caught up. */
+  memberAdd(node: number, addresses: { peer: string; client: string }): Promise<Reply> {
+    return this.#rpc.call("memberAdd", { node, ...addresses });
+  }
+
+  memberPromote(node: number): Promise<Reply> {
+    return this.#rpc.call("memberPromote", { node });
+  }
+
+  memberRemove(node: number): Promise<Reply> {
+    return this.#rpc.call("memberRemove", { node });
+  }
+
+  leaderTransfer(node: number): Promise<Reply> {
+    return this.#rpc.call("leaderTransfer", { node });
+  }
+
   close(): void {
     this.#rpc.close();
   }

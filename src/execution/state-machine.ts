@@ -3,6 +3,7 @@ import { MetaraftError } from "../errors.js";
 import type { Entry } from "../raft/index.js";
 import type { StateMachine } from "../server/raft-host.js";
 import { decodeEntry } from "./entry-codec.js";
+import { confChangeOf, memberWrites } from "./members.js";
 import { lookupReply, REPLY_TTL_MS, replyWrite } from "./replies.js";
 import type { StateStore } from "./state-store.js";
 import { type RequestSpec, toWriteOp } from "./types.js";
@@ -43,6 +44,12 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
     // Already in the state (a snapshot copied after its own index): executing it again in the
     // replicated-request mode would not be harmless.
     if (entry.index <= store.appliedIndex) return { kind: "batch" };
+    const change = confChangeOf(entry);
+    if (change) {
+      // The member's addresses become replicated state in the same transaction as the index.
+      store.apply(memberWrites(change), { index: entry.index, lastTxid: store.lastTxid });
+      return { kind: "batch" };
+    }
     const payload = entry.type === "normal" ? decodeEntry(entry.data, this.core, entry.index) : null;
     if (!payload) {
       store.apply([], { index: entry.index, lastTxid: store.lastTxid });

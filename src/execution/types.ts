@@ -20,6 +20,8 @@ export const TABLE_IDS = {
   replies: 10,
   events: 11,
   meta: 12,
+  /** Member records (id, peer and client addresses), written when a membership change applies. */
+  members: 13,
 } as const;
 
 export type StateTable = keyof typeof TABLE_IDS;

@@ -348,12 +348,24 @@ export class Raft {
         this.#learners.add(change.node);
         this.#ensureProgress(change.node, true);
         break;
-      case "removeNode":
+      case "removeNode": {
+        const removed = this.progress.get(change.node);
+        if (this.role === "leader" && removed && change.node !== this.id) {
+          // The last word to a removed member: the commit of what it holds, so that it applies
+          // its own removal (and stops campaigning) instead of never hearing from us again.
+          this.#send({
+            type: "heartbeat",
+            to: change.node,
+            commit: Math.min(removed.match, this.log.committed),
+            ctx: null,
+          });
+        }
         this.#voters.delete(change.node);
         this.#learners.delete(change.node);
         this.progress.delete(change.node);
         if (this.#leadTransferee === change.node) this.#leadTransferee = NONE;
         break;
+      }
     }
     if (this.role === "leader") {
       if (!this.#voters.has(this.id)) {

@@ -51,6 +51,8 @@ export type ConfChangeKind = "addVoter" | "addLearner" | "removeNode";
 export interface ConfChange {
   readonly kind: ConfChangeKind;
   readonly node: NodeId;
+  /** Opaque to Raft (etcd's ConfChange.Context): the host's member record, such as its addresses. */
+  readonly context?: Uint8Array;
 }
 
 /** A linearizable read: `ctx` is the host's request id, `index` the commit index to wait for. */

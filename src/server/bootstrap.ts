@@ -20,6 +20,8 @@ export interface IdentityRequest {
   readonly dataDir: string;
   /** `--force-new-cluster`: rebuild a one-node cluster from this node's data. */
   readonly forceNewCluster?: boolean;
+  /** `--join`: the members as the cluster reported them; a blank log then starts with no membership. */
+  readonly joinedWith?: ClusterIdentity["joinedWith"];
   /** The state machine's applied index: a state ahead of a blank log is not this log's. */
   readonly stateApplied: number;
   readonly now?: () => Date;
@@ -123,6 +125,20 @@ export async function establishIdentity(
         `${request.dataDir} holds no data: --force-new-cluster rebuilds a cluster from existing data only`,
       );
     }
+    if (request.joinedWith) {
+      // A joining node learns its membership from the leader (a snapshot, then the log).
+      const identity: ClusterIdentity = {
+        version: 1,
+        clusterId: request.clusterId,
+        nodeId: request.id,
+        bootstrapVoters: [],
+        createdAt: now().toISOString(),
+        joinedWith: request.joinedWith,
+      };
+      const members: ConfState = { voters: [], learners: [] };
+      await log.bootstrap(identity, members);
+      return { identity, members, warnings, bootstrapped: true };
+    }
     if (!named.includes(request.id)) {
       throw mismatch(`node ${request.id} is not among the members --cluster names (${list(named)})`);
     }
@@ -179,7 +195,8 @@ export async function establishIdentity(
     );
   }
   const all = [...members.voters, ...members.learners].sort((a, b) => a - b);
-  if (!joining && list(all) !== list(named)) {
+  // A node that joined takes its addresses from the cluster, so its flags need not list everyone.
+  if (!joining && identity.bootstrapVoters.length > 0 && list(all) !== list(named)) {
     throw mismatch(
       `the log in ${request.dataDir} says the members are ${describe(members)}, but --cluster names ${list(named)}: ` +
         `give --cluster every member's address, or start with --force-new-cluster to rebuild a one-node cluster from this data`,

@@ -1,12 +1,13 @@
 import { join } from "node:path";
 import { type Core, type CoreMode, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
+import { checkAddress, encodeMemberContext, type MemberRecord, readMembers } from "../execution/members.js";
 import { type ExecutionMode, PIPELINE_DEFAULTS, WritePipeline } from "../execution/pipeline.js";
 import { type ApplyResult, NamespaceStateMachine } from "../execution/state-machine.js";
 import { StateStore } from "../execution/state-store.js";
 import type { Request, RequestSpec } from "../execution/types.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
-import type { NodeId } from "../raft/index.js";
+import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
 import {
   type ClusterIdentity,
   LmdbRaftLog,
@@ -50,6 +51,12 @@ export interface NodeConfig {
    * members are removed and everything in the log is committed. For disaster recovery only.
    */
   readonly forceNewCluster?: boolean;
+  /**
+   * `--join host:port`: a member's client address. A blank node asks it for the members (it must
+   * have been added with `member add` first) and starts with no membership of its own: the
+   * leader sends it the state and the log.
+   */
+  readonly join?: string;
 }
 
 export const NODE_DEFAULTS = {
@@ -60,6 +67,123 @@ export const NODE_DEFAULTS = {
 } as const;
 
 const CLIENT_ID_BYTES_MAX = 128;
+
+/** How long `leader transfer` waits for the new leader: the core gives up after an election timeout. */
+export const LEADER_TRANSFER_WAIT_MS = 5_000;
+/** A removed member's link is kept this long, so the message telling it of its removal goes out. */
+export const REMOVED_PEER_LINGER_MS = 2_000;
+/** A learner is promoted only once the leader replicates to it and it is at most this far behind. */
+export const LEARNER_PROMOTE_LAG_ENTRIES_MAX = 64;
+
+function splitAddress(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(":");
+  return { host: address.slice(0, at).replace(/^\[|\]$/g, ""), port: Number(address.slice(at + 1)) };
+}
+
+/** Asks a member for the membership; this node must already be in it (added by `member add`). */
+async function askToJoin(config: NodeConfig): Promise<NonNullable<ClusterIdentity["joinedWith"]>> {
+  const { RpcClient } = await import("../client/rpc-client.js");
+  const at = splitAddress(checkAddress("--join", config.join));
+  const client = new RpcClient({ endpoints: [at], clusterId: config.clusterId, timeoutMs: 10_000 });
+  try {
+    const reply = (await client.call("memberList", { stale: true })) as {
+      members: { id: number; role: string; peer: string | null; client: string | null }[];
+    };
+    const me = reply.members.find((m) => m.id === config.id);
+    if (!me) {
+      throw new MetaraftError(
+        "MR_ERR_CLUSTER_MISMATCH",
+        `node ${config.id} is not a member of the cluster at ${config.join} (members ${reply.members.map((m) => m.id).join(",")}): ` +
+          `add it first with 'metaraft member add ${config.id} --peer HOST:PORT --client HOST:PORT'`,
+      );
+    }
+    return reply.members
+      .filter((m) => m.peer !== null && m.client !== null)
+      .map((m) => ({ id: m.id, peer: m.peer!, client: m.client! }));
+  } finally {
+    client.close();
+  }
+}
+
+function nodeIdOf(raw: Record<string, unknown>): NodeId {
+  const node = raw.node;
+  if (!Number.isSafeInteger(node) || (node as number) < 1) {
+    throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "node must be an integer >= 1");
+  }
+  return node as NodeId;
+}
+
+function leaderOnly(node: MetaraftNode): void {
+  if (!node.host.isLeader) {
+    throw new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: node.host.leader } });
+  }
+}
+
+async function change(node: MetaraftNode, change: ConfChange): Promise<Record<string, unknown>> {
+  leaderOnly(node);
+  const members = await node.host.proposeConfChange(change);
+  return { members };
+}
+
+/** The membership verbs; each runs on the leader (a follower answers NOT_LEADER, and the client moves on). */
+const MEMBER_OPS: Record<
+  string,
+  (
+    node: MetaraftNode,
+    raw: Record<string, unknown>,
+  ) => Promise<Record<string, unknown>> | Record<string, unknown>
+> = {
+  memberList: (node, raw) => {
+    if (raw.stale !== true) leaderOnly(node);
+    return node.memberList();
+  },
+  memberAdd: (node, raw) => {
+    const id = nodeIdOf(raw);
+    const record = { id, peer: checkAddress("peer", raw.peer), client: checkAddress("client", raw.client) };
+    if (node.host.confState.voters.includes(id) || node.host.confState.learners.includes(id)) {
+      throw new MetaraftError("MR_ERR_CONF_CHANGE_REJECTED", `node ${id} is already a member`);
+    }
+    return change(node, { kind: "addLearner", node: id, context: encodeMemberContext(record) });
+  },
+  memberPromote: (node, raw) => {
+    const id = nodeIdOf(raw);
+    if (!node.host.confState.learners.includes(id)) {
+      throw new MetaraftError("MR_ERR_CONF_CHANGE_REJECTED", `node ${id} is not a learner`);
+    }
+    leaderOnly(node);
+    const raft = node.host.raft;
+    const progress = raft.progress.get(id);
+    const last = raft.log.lastIndex();
+    const lag = last - (progress?.match ?? 0);
+    if (!progress || progress.state !== "replicate" || lag > LEARNER_PROMOTE_LAG_ENTRIES_MAX) {
+      throw new MetaraftError(
+        "MR_ERR_CONF_CHANGE_REJECTED",
+        `learner ${id} has not caught up: it holds the log to index ${progress?.match ?? 0} of ${last} ` +
+          `(${lag} behind, at most ${LEARNER_PROMOTE_LAG_ENTRIES_MAX} allowed${progress && progress.state !== "replicate" ? `, and it is still being ${progress.state === "snapshot" ? "sent a copy of the state" : "probed"}` : ""}); try again once it has`,
+      );
+    }
+    return change(node, { kind: "addVoter", node: id });
+  },
+  memberRemove: (node, raw) => change(node, { kind: "removeNode", node: nodeIdOf(raw) }),
+  leaderTransfer: async (node, raw) => {
+    const id = nodeIdOf(raw);
+    leaderOnly(node);
+    if (!node.host.confState.voters.includes(id)) {
+      throw new MetaraftError("MR_ERR_CONF_CHANGE_REJECTED", `node ${id} is not a voter`);
+    }
+    if (id === node.config.id) return { leader: id };
+    node.host.transferLeader(id);
+    const deadline = Date.now() + LEADER_TRANSFER_WAIT_MS;
+    while (Date.now() < deadline) {
+      if (node.host.leader === id) return { leader: id };
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new MetaraftError(
+      "MR_ERR_TIMEOUT",
+      `leadership did not move to node ${id} in ${LEADER_TRANSFER_WAIT_MS} ms`,
+    );
+  },
+};
 
 /**
  * A metaraft node: Raft over LMDB and TCP, the namespace executed once on the leader and
@@ -99,7 +223,9 @@ export class MetaraftNode {
     this.#log = log;
     this.store = store;
     // Membership comes from the log; the flags only say where the members are.
-    const members = new Set([...outcome.members.voters, ...outcome.members.learners]);
+    const known = [...outcome.members.voters, ...outcome.members.learners];
+    // A node that joined knows no membership until the leader's copy arrives: accept every member.
+    const members = new Set(known.length > 0 ? known : config.cluster.map((n) => n.id));
     const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
     const stateMachine = new NamespaceStateMachine(this.store, specs, this.core.sync);
     this.#transport = new PeerTransport({
@@ -115,6 +241,13 @@ export class MetaraftNode {
       core: this.core.sync,
       ...(config.logger ? { logger: config.logger } : {}),
     });
+    // Members the flags do not name (added online) are found in the replicated member records.
+    const named = new Set(config.cluster.map((n) => n.id));
+    for (const record of readMembers(this.store)) {
+      if (record.id !== config.id && members.has(record.id) && !named.has(record.id)) {
+        this.#transport.addPeer(record.id, splitAddress(record.peer));
+      }
+    }
     let pipeline: WritePipeline | undefined;
     this.host = new RaftHost<ApplyResult>({
       id: config.id,
@@ -128,6 +261,7 @@ export class MetaraftNode {
         ? {}
         : { snapshotTrailingEntries: config.snapshotTrailingEntries }),
       onSoftState: (state) => pipeline?.onSoftState(state),
+      onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
     });
     pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
@@ -164,8 +298,10 @@ export class MetaraftNode {
       stateEnv = openEnvironment(join(config.dataDir, "state"), { ...sync, overlappingSync: true });
       log = new LmdbRaftLog(logEnv);
       const store = new StateStore(stateEnv);
+      const joinedWith = config.join && log.blank ? await askToJoin(config) : undefined;
       // Before anything else reads the data: whose is it, and do the flags agree with it?
       const outcome = await establishIdentity(log, {
+        ...(joinedWith ? { joinedWith } : {}),
         id: config.id,
         clusterId: config.clusterId,
         named: config.cluster.map((n) => n.id),
@@ -174,7 +310,19 @@ export class MetaraftNode {
         ...(config.forceNewCluster ? { forceNewCluster: true } : {}),
       });
       for (const warning of outcome.warnings) config.logger?.warn({ node: config.id }, warning);
-      node = new MetaraftNode(config, self, logEnv, stateEnv, log, store, outcome);
+      // Members the flags do not name: the addresses the cluster gave when this node joined.
+      const cluster = [...config.cluster];
+      for (const m of outcome.identity.joinedWith ?? []) {
+        if (cluster.some((n) => n.id === m.id)) continue;
+        const peer = splitAddress(m.peer);
+        cluster.push({
+          id: m.id,
+          host: peer.host,
+          raftPort: peer.port,
+          clientPort: splitAddress(m.client).port,
+        });
+      }
+      node = new MetaraftNode({ ...config, cluster }, self, logEnv, stateEnv, log, store, outcome);
     } catch (error) {
       // A node that cannot start (a corrupt log, a state behind it, another cluster's data)
       // leaves nothing open.
@@ -192,6 +340,8 @@ export class MetaraftNode {
   async #handle(rpc: RpcRequest): Promise<Record<string, unknown>> {
     const { id: _id, ...raw } = rpc;
     if (raw.op === "status") return this.status();
+    const admin = MEMBER_OPS[raw.op as keyof typeof MEMBER_OPS];
+    if (admin) return admin(this, raw);
     if (this.pipeline.isRead(raw.op)) return this.pipeline.read(raw as Request, raw.stale === true);
     const { clientId, callId } = raw;
     if (typeof clientId !== "string" || clientId.length === 0 || clientId.length > CLIENT_ID_BYTES_MAX) {
@@ -223,6 +373,71 @@ export class MetaraftNode {
           dropped,
         })),
     };
+  }
+
+  /** A membership change applied here: reach a new member, forget a removed one. */
+  #onConfChange(change: ConfChange, members: ConfState): void {
+    const log = this.config.logger;
+    if (change.kind === "removeNode") {
+      if (change.node === this.config.id) {
+        log?.warn(
+          { node: this.config.id },
+          "this node was removed from the cluster: it no longer takes part (its data is kept; start it again only with --force-new-cluster or fresh data)",
+        );
+      } else {
+        // Not at once: the leader's last heartbeat tells the removed member the commit of its
+        // removal, and it must still reach it.
+        const gone = change.node;
+        setTimeout(() => {
+          const now = this.host.confState;
+          if (!now.voters.includes(gone) && !now.learners.includes(gone)) this.#transport.removePeer(gone);
+        }, REMOVED_PEER_LINGER_MS).unref();
+      }
+    } else if (change.node !== this.config.id) {
+      const address = this.#addressOf(change.node);
+      if (address) this.#transport.addPeer(change.node, splitAddress(address.peer));
+    }
+    log?.info(
+      { node: this.config.id, change: { kind: change.kind, node: change.node }, members },
+      "membership changed",
+    );
+  }
+
+  /** A member's addresses: its replicated record, else the flags. */
+  #addressOf(id: NodeId): MemberRecord | undefined {
+    const record = readMembers(this.store).find((m) => m.id === id);
+    if (record) return record;
+    const flagged = this.config.cluster.find((m) => m.id === id);
+    return flagged
+      ? { id, peer: `${flagged.host}:${flagged.raftPort}`, client: `${flagged.host}:${flagged.clientPort}` }
+      : undefined;
+  }
+
+  /** `member ls`: every member with its addresses, role, and on the leader its match index, lag and reachability. */
+  memberList(): Record<string, unknown> {
+    const raft = this.host.raft;
+    const members = this.host.confState;
+    const leading = raft.role === "leader";
+    const last = raft.log.lastIndex();
+    const rows = [
+      ...members.voters.map((id) => [id, "voter"] as const),
+      ...members.learners.map((id) => [id, "learner"] as const),
+    ]
+      .sort((a, b) => a[0] - b[0])
+      .map(([id, role]) => {
+        const address = this.#addressOf(id);
+        const progress = leading ? raft.progress.get(id) : undefined;
+        const self = id === this.config.id;
+        return {
+          id,
+          role,
+          peer: address?.peer ?? null,
+          client: address?.client ?? null,
+          ...(progress ? { match: self ? last : progress.match, lag: self ? 0 : last - progress.match } : {}),
+          ...(leading ? { reachable: self || progress?.recentActive === true } : {}),
+        };
+      });
+    return { leader: raft.leader, term: raft.term, from: this.config.id, members: rows };
   }
 
   async close(): Promise<void> {

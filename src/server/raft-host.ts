@@ -77,6 +77,8 @@ export interface RaftHostOptions<Result> {
   readonly snapshotStreamQueuedBytesMax?: number;
   readonly random?: () => number;
   readonly onSoftState?: (state: SoftState) => void;
+  /** A membership change was applied here (after the state machine applied its entry). */
+  readonly onConfChange?: (change: ConfChange, members: ConfState) => void;
   /** The node cannot go on (a corrupt log record, a failed write); the default only warns. */
   readonly onFatal?: (error: Error) => void;
 }
@@ -301,7 +303,14 @@ export class RaftHost<Result> {
     this.#kick();
     return new Promise<Result>((resolve, reject) => {
       this.#proposals.set(proposed.index, { resolve, reject, term: proposed.term });
-    }).then(() => this.#confState);
+    }).then(async () => {
+      // The core counts the change as applied only once this Ready is advanced, and refuses the
+      // next change before then: answer after that, so a caller may propose the next at once.
+      while (this.raft.log.applied < proposed.index && !this.#stopped) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return this.#confState;
+    });
   }
 
   /** Hands leadership to `to` (leader only); the core abandons a transfer not done in an election timeout. */
@@ -602,13 +611,13 @@ export class RaftHost<Result> {
 
   #apply(entry: Entry): void {
     if (entry.index <= this.#applied) return; // Already in the state machine (restart replay).
-    if (entry.type === "confChange") {
-      this.#confState = this.raft.applyConfChange(Raft.decodeConfChange(entry));
-    }
+    const change = entry.type === "confChange" ? Raft.decodeConfChange(entry) : undefined;
+    if (change) this.#confState = this.raft.applyConfChange(change);
     // A state machine that throws cannot be trusted to have applied the entry, and going on
     // would diverge from the other nodes: the error stops the node (see #die). Deterministic
     // refusals are results, not exceptions.
     const result = this.#options.stateMachine.apply(entry);
+    if (change) this.#options.onConfChange?.(change, this.#confState);
     this.#applied = entry.index;
     this.stats.entriesApplied++;
     const pending = this.#proposals.get(entry.index);

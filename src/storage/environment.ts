@@ -25,6 +25,7 @@ export const TABLE_NAMES = [
   "replies",
   "events",
   "meta",
+  "members",
 ] as const;
 
 export const DB_NAMES = [...RAFT_DB_NAMES, ...TABLE_NAMES] as const;

@@ -15,6 +15,11 @@ export interface ClusterIdentity {
   readonly bootstrapVoters: readonly NodeId[];
   /** ISO 8601 time of the bootstrap. */
   readonly createdAt: string;
+  /**
+   * For a node that joined (`--join`): the members' addresses as the cluster reported them then.
+   * Members added later are in the replicated member records; these cover the ones before.
+   */
+  readonly joinedWith?: readonly { readonly id: NodeId; readonly peer: string; readonly client: string }[];
   /** Set when `--force-new-cluster` rebuilt the cluster from this node's data: when, and at which index. */
   readonly forcedNewCluster?: { readonly at: string; readonly index: number };
 }
