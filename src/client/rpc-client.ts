@@ -36,7 +36,7 @@ class Connection {
   readonly #waiting = new Map<number, Waiting>();
   #nextId = 1;
   #closed: MetaraftError | undefined;
-  readonly ready: Promise<{ nodeId?: number }>;
+  readonly ready: Promise<{ nodeId?: number; members?: unknown }>;
   readonly #out: WriteBatcher;
 
   constructor(
@@ -133,6 +133,8 @@ export class RpcClient {
   readonly #options: RpcClientOptions;
   #connection: Connection | undefined;
   #target = 0;
+  /** The endpoints given, then those learned from hellos and NOT_LEADER answers. */
+  readonly #endpoints: Endpoint[];
   readonly #endpointOfNode = new Map<number, number>();
   #inflight = 0;
   readonly #slotWaiters: (() => void)[] = [];
@@ -140,14 +142,28 @@ export class RpcClient {
   constructor(options: RpcClientOptions) {
     if (options.endpoints.length === 0) throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "no endpoints");
     this.#options = options;
+    this.#endpoints = [...options.endpoints];
+  }
+
+  /** The index of `host:port` in the endpoint list, added when new; undefined when malformed. */
+  #endpointIndex(address: unknown): number | undefined {
+    if (typeof address !== "string") return undefined;
+    const colon = address.lastIndexOf(":");
+    const port = Number(address.slice(colon + 1));
+    if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+    const host = address.slice(0, colon);
+    const known = this.#endpoints.findIndex((e) => e.host === host && e.port === port);
+    if (known >= 0) return known;
+    this.#endpoints.push({ host, port });
+    return this.#endpoints.length - 1;
   }
 
   /** The current connection, or a new one to the current target (its hello may be under way). */
   #ensureConnection(): Connection {
     if (this.#connection && !this.#connection.closed) return this.#connection;
-    const index = this.#target % this.#options.endpoints.length;
+    const index = this.#target % this.#endpoints.length;
     const connection = new Connection(
-      this.#options.endpoints[index]!,
+      this.#endpoints[index]!,
       this.#options.clusterId,
       this.#options.frameBytesMax ?? RPC_CLIENT_DEFAULTS.frameBytesMax,
     );
@@ -155,6 +171,13 @@ export class RpcClient {
     connection.ready.then(
       (hello) => {
         if (typeof hello.nodeId === "number") this.#endpointOfNode.set(hello.nodeId, index);
+        if (Array.isArray(hello.members)) {
+          for (const member of hello.members as { id?: unknown; client?: unknown }[]) {
+            const at = this.#endpointIndex(member?.client);
+            if (at !== undefined && typeof member.id === "number" && !this.#endpointOfNode.has(member.id))
+              this.#endpointOfNode.set(member.id, at);
+          }
+        }
       },
       () => undefined,
     );
@@ -165,7 +188,9 @@ export class RpcClient {
   #moveOn(error: MetaraftError, from: Connection | undefined): void {
     if (from !== this.#connection) return;
     const leader = error.details?.leader;
-    const known = typeof leader === "number" ? this.#endpointOfNode.get(leader) : undefined;
+    const known =
+      this.#endpointIndex(error.details?.leaderClient) ??
+      (typeof leader === "number" ? this.#endpointOfNode.get(leader) : undefined);
     this.#target = known ?? this.#target + 1;
     this.#connection?.close();
     this.#connection = undefined;

@@ -276,7 +276,7 @@ export class MetaraftNode {
       host: self.host,
       port: self.clientPort,
       clusterId: config.clusterId,
-      hello: { nodeId: config.id },
+      hello: () => ({ nodeId: config.id, leader: this.host.leader, members: this.#memberAddresses() }),
       frameBytesMax: config.requestBytesMax ?? NODE_DEFAULTS.requestBytesMax,
       handler: (request) => this.#handle(request),
     });
@@ -337,7 +337,37 @@ export class MetaraftNode {
     return node;
   }
 
+  /** Every member's client and peer address, so one reachable endpoint finds all the others. */
+  #memberAddresses(): { id: NodeId; client: string; peer: string }[] {
+    return this.config.cluster.map((n) => ({
+      id: n.id,
+      client: `${n.host}:${n.clientPort}`,
+      peer: `${n.host}:${n.raftPort}`,
+    }));
+  }
+
   async #handle(rpc: RpcRequest): Promise<Record<string, unknown>> {
+    try {
+      return await this.#dispatch(rpc);
+    } catch (error) {
+      // A client may not have been given the leader's endpoint: name its client address.
+      if (error instanceof MetaraftError && error.code === "MR_ERR_NOT_LEADER") {
+        const leader = error.details?.leader;
+        const member = this.config.cluster.find((n) => n.id === leader);
+        if (member && error.details?.leaderClient === undefined) {
+          const enriched = new MetaraftError("MR_ERR_NOT_LEADER", undefined, {
+            details: { ...error.details, leaderClient: `${member.host}:${member.clientPort}` },
+            cause: error,
+          });
+          enriched.message = error.message;
+          throw enriched;
+        }
+      }
+      throw error;
+    }
+  }
+
+  async #dispatch(rpc: RpcRequest): Promise<Record<string, unknown>> {
     const { id: _id, ...raw } = rpc;
     if (raw.op === "status") return this.status();
     const admin = MEMBER_OPS[raw.op as keyof typeof MEMBER_OPS];

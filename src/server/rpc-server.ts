@@ -22,8 +22,11 @@ export interface RpcServerOptions {
   readonly port: number;
   readonly clusterId: string;
   readonly handler: RpcHandler;
-  /** Sent back with a successful hello (the node id, so clients can map leaders to endpoints). */
-  readonly hello?: Record<string, unknown>;
+  /**
+   * Sent back with a successful hello (the node id, so clients can map leaders to endpoints).
+   * A function is evaluated per hello, so the reply reflects the current leader and members.
+   */
+  readonly hello?: Record<string, unknown> | (() => Record<string, unknown>);
   /** The largest request frame; a larger one closes the connection with FRAME_TOO_LARGE. */
   readonly frameBytesMax?: number;
   /** Requests in progress per connection; more wait in the socket (TCP backpressure). */
@@ -115,7 +118,8 @@ export class RpcServer {
             return;
           }
           greeted = true;
-          reply({ ok: true, ...this.#options.hello });
+          const helloReply = this.#options.hello;
+          reply({ ok: true, ...(typeof helloReply === "function" ? helloReply() : helloReply) });
           return;
         }
         const request = body as RpcRequest;
@@ -130,6 +134,12 @@ export class RpcServer {
             ok: false,
             error: new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a request needs id and op").toJSON(),
           });
+          return;
+        }
+        // Answered here, before the handler, so a client can tell a live but busy node from a
+        // connection that stays open and never answers (a frozen process).
+        if (request.op === "ping") {
+          reply({ id: request.id, ok: true, pong: true });
           return;
         }
         if (++inflight >= inflightMax) socket.pause();
