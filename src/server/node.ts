@@ -338,12 +338,14 @@ export class MetaraftNode {
   }
 
   /** Every member's client and peer address, so one reachable endpoint finds all the others. */
+  /** Every member's addresses, from the replicated member records and the flags. */
   #memberAddresses(): { id: NodeId; client: string; peer: string }[] {
-    return this.config.cluster.map((n) => ({
-      id: n.id,
-      client: `${n.host}:${n.clientPort}`,
-      peer: `${n.host}:${n.raftPort}`,
-    }));
+    const members = this.host.confState;
+    const ids = [...members.voters, ...members.learners].sort((a, b) => a - b);
+    return ids.flatMap((id) => {
+      const address = this.#addressOf(id);
+      return address ? [{ id, client: address.client, peer: address.peer }] : [];
+    });
   }
 
   async #handle(rpc: RpcRequest): Promise<Record<string, unknown>> {
@@ -353,10 +355,10 @@ export class MetaraftNode {
       // A client may not have been given the leader's endpoint: name its client address.
       if (error instanceof MetaraftError && error.code === "MR_ERR_NOT_LEADER") {
         const leader = error.details?.leader;
-        const member = this.config.cluster.find((n) => n.id === leader);
+        const member = typeof leader === "number" && leader > 0 ? this.#addressOf(leader) : undefined;
         if (member && error.details?.leaderClient === undefined) {
           const enriched = new MetaraftError("MR_ERR_NOT_LEADER", undefined, {
-            details: { ...error.details, leaderClient: `${member.host}:${member.clientPort}` },
+            details: { ...error.details, leaderClient: member.client },
             cause: error,
           });
           enriched.message = error.message;

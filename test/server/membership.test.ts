@@ -169,7 +169,7 @@ describe("membership changed online", () => {
             { op: "lookupKey", volume: "vol", bucket: "bkt", key } as never,
             true,
           );
-          assert.equal(found.key ?? key, key);
+          assert.equal((found.key as { key: string }).key, key);
         }
       }
     } finally {
