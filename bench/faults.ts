@@ -262,8 +262,8 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
       clients.push(
         new MetaraftClient({ endpoints: cluster.endpoints, clusterId: CLUSTER_ID, timeoutMs: deadlineMs }),
       );
-    await clients[0]!.createVolume("v");
-    await clients[0]!.createBucket("v", "b");
+    await clients[0]!.createVolume("bench");
+    await clients[0]!.createBucket("bench", "faults");
     const hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 });
     const base = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 });
     let tFault = Number.POSITIVE_INFINITY;
@@ -285,10 +285,10 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
         const key = `k-${id}-${n}`;
         try {
           let s = now();
-          const { openKeyId } = await c.openKey("v", "b", key, 1024);
+          const { openKeyId } = await c.openKey("bench", "faults", key, 1024);
           record(s);
           s = now();
-          await c.commitKey("v", "b", key, openKeyId, { size: 1024, etag: "e" });
+          await c.commitKey("bench", "faults", key, openKeyId, { size: 1024, etag: "e" });
           record(s);
         } catch (e) {
           const t = now();
