@@ -721,7 +721,7 @@ describe("LmdbRaftLog", () => {
 describe("environment", () => {
   test("opens every named database, and refuses too few dbsMax", async () => {
     const env = openEnvironment(tempDir());
-    assert.deepEqual(Object.keys(env.dbs).length, 14);
+    assert.deepEqual(Object.keys(env.dbs).length, 15);
     const tables = Object.values(env.dbs);
     await env.transaction(() => {
       tables.forEach((db, i) => {
