@@ -519,7 +519,8 @@ export class Raft {
           // A full window frees one slot, as etcd: appends that were all lost get a successor,
           // whose rejection starts probing. In-flight entries are never sent again here.
           if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirstOne();
-          if (progress.match < this.log.lastIndex() || progress.state === "probe") this.#sendAppend(m.from, true);
+          if (progress.match < this.log.lastIndex() || progress.state === "probe")
+            this.#sendAppend(m.from, true);
         }
         if (m.ctx) this.#ackRead(m.from, m.ctx);
         return;
