@@ -5,48 +5,80 @@
 
 export type ProgressState = "probe" | "replicate" | "snapshot";
 
-/** A bounded ring of the last index of each append in flight to one follower. */
+/**
+ * A bounded ring of the appends in flight to one follower: the last index and the entry bytes
+ * of each. Full at `capacity` messages or at `bytesMax` entry bytes, whichever comes first, as
+ * etcd's MaxInflightMsgs and MaxInflightBytes. Invariant: 0 <= count <= capacity, and `bytes`
+ * is the sum of the entry bytes of the `count` appends held.
+ */
 export class Inflights {
-  readonly #buffer: Float64Array;
+  readonly #indexes: Float64Array;
+  readonly #sizes: Float64Array;
   #start = 0;
   #count = 0;
+  #bytes = 0;
 
-  constructor(readonly capacity: number) {
-    this.#buffer = new Float64Array(capacity);
+  constructor(
+    readonly capacity: number,
+    readonly bytesMax: number,
+  ) {
+    if (!(capacity >= 1)) throw new Error("raft: inflights capacity must be at least 1");
+    if (!(bytesMax >= 1)) throw new Error("raft: inflights bytesMax must be at least 1");
+    this.#indexes = new Float64Array(capacity);
+    this.#sizes = new Float64Array(capacity);
   }
 
   get count(): number {
     return this.#count;
   }
 
-  full(): boolean {
-    return this.#count === this.capacity;
+  /** Entry bytes of the appends in flight. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
-  add(lastIndex: number): void {
+  /** Entry bytes that may still go out before the window is full (0 when full). */
+  get bytesRemaining(): number {
+    return Math.max(0, this.bytesMax - this.#bytes);
+  }
+
+  full(): boolean {
+    return this.#count === this.capacity || this.#bytes >= this.bytesMax;
+  }
+
+  add(lastIndex: number, bytes: number): void {
     if (this.full()) throw new Error("raft: inflights overflow");
-    this.#buffer[(this.#start + this.#count) % this.capacity] = lastIndex;
+    if (this.#count > 0 && this.#indexes[(this.#start + this.#count - 1) % this.capacity]! >= lastIndex) {
+      throw new Error("raft: inflights indexes must increase");
+    }
+    const at = (this.#start + this.#count) % this.capacity;
+    this.#indexes[at] = lastIndex;
+    this.#sizes[at] = bytes;
     this.#count++;
+    this.#bytes += bytes;
   }
 
   /** Frees every append whose last index is at or below `index`: the follower has it. */
   freeLE(index: number): void {
-    while (this.#count > 0 && this.#buffer[this.#start]! <= index) {
-      this.#start = (this.#start + 1) % this.capacity;
-      this.#count--;
-    }
+    while (this.#count > 0 && this.#indexes[this.#start]! <= index) this.#freeFirst();
   }
 
   /** A heartbeat answered while the window is full: let one more append out. */
   freeFirstOne(): void {
-    if (this.#count === 0) return;
+    if (this.#count > 0) this.#freeFirst();
+  }
+
+  #freeFirst(): void {
+    this.#bytes -= this.#sizes[this.#start]!;
     this.#start = (this.#start + 1) % this.capacity;
     this.#count--;
+    if (this.#count === 0) this.#bytes = 0;
   }
 
   reset(): void {
     this.#start = 0;
     this.#count = 0;
+    this.#bytes = 0;
   }
 }
 
@@ -60,17 +92,22 @@ export class Progress {
   snapshotTicks = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
-  /** In `probe` state: one append is out; wait for its answer or the next heartbeat. */
+  /**
+   * In `probe` state: an append is out and unanswered. Only an answer (or a rejection of that
+   * very probe) clears it; a heartbeat answered meanwhile sends an empty probe instead of the
+   * entries again, so a slow follower is not sent the same tail once per heartbeat.
+   */
   probeSent = false;
   readonly inflights: Inflights;
 
   constructor(
     next: number,
     inflightsMax: number,
+    inflightBytesMax: number,
     public isLearner: boolean,
   ) {
     this.next = next;
-    this.inflights = new Inflights(inflightsMax);
+    this.inflights = new Inflights(inflightsMax, inflightBytesMax);
   }
 
   #resetState(state: ProgressState): void {
@@ -124,8 +161,9 @@ export class Progress {
    * index that may match. False when the rejection is stale.
    */
   maybeDecrTo(rejected: number, matchHint: number): boolean {
+    // The follower holds everything up to `match` durably: a rejection at or below it is old.
+    if (rejected <= this.match) return false;
     if (this.state === "replicate") {
-      if (rejected <= this.match) return false;
       this.next = this.match + 1;
       return true;
     }

@@ -36,6 +36,12 @@ export interface RaftConfig {
   readonly messageBytesMax?: number;
   /** Appends in flight to one follower before the leader waits for acknowledgements. */
   readonly inflightMessagesMax?: number;
+  /**
+   * Entry bytes in flight to one follower before the leader waits for acknowledgements (etcd's
+   * MaxInflightBytes). Bounds both the memory a lagging follower costs the leader and the
+   * appends one step can produce for it.
+   */
+  readonly inflightBytesMax?: number;
   /** Entries the leader holds uncommitted before `propose` refuses more. */
   readonly uncommittedEntriesMax?: number;
   /** Committed entry data handed out in one Ready. */
@@ -51,6 +57,12 @@ export const RAFT_DEFAULTS = {
   heartbeatTicks: 1,
   messageBytesMax: 1024 * 1024,
   inflightMessagesMax: 256,
+  /**
+   * 4 MiB: four full appends in flight per follower keep a fast link busy, while one step
+   * never encodes more than this for a follower (256 x 1 MiB blocked the leader's event loop
+   * for seconds when a restarted follower caught up).
+   */
+  inflightBytesMax: 4 * 1024 * 1024,
   uncommittedEntriesMax: 4096,
   committedBytesMaxPerReady: 16 * 1024 * 1024,
   pendingReadsMax: 4096,
@@ -100,6 +112,7 @@ export class Raft {
   readonly #checkQuorum: boolean;
   readonly #messageBytesMax: number;
   readonly #inflightMessagesMax: number;
+  readonly #inflightBytesMax: number;
   readonly #uncommittedEntriesMax: number;
   readonly #committedBytesMaxPerReady: number;
   readonly #pendingReadsMax: number;
@@ -136,6 +149,10 @@ export class Raft {
     this.#checkQuorum = config.checkQuorum ?? true;
     this.#messageBytesMax = config.messageBytesMax ?? RAFT_DEFAULTS.messageBytesMax;
     this.#inflightMessagesMax = config.inflightMessagesMax ?? RAFT_DEFAULTS.inflightMessagesMax;
+    this.#inflightBytesMax = config.inflightBytesMax ?? RAFT_DEFAULTS.inflightBytesMax;
+    if (!(this.#inflightMessagesMax >= 1) || !(this.#inflightBytesMax >= 1)) {
+      throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "raft: in-flight limits must be at least 1");
+    }
     this.#uncommittedEntriesMax = config.uncommittedEntriesMax ?? RAFT_DEFAULTS.uncommittedEntriesMax;
     this.#committedBytesMaxPerReady =
       config.committedBytesMaxPerReady ?? RAFT_DEFAULTS.committedBytesMaxPerReady;
@@ -387,7 +404,12 @@ export class Raft {
       existing.isLearner = isLearner;
       return;
     }
-    const progress = new Progress(this.log.lastIndex() + 1, this.#inflightMessagesMax, isLearner);
+    const progress = new Progress(
+      this.log.lastIndex() + 1,
+      this.#inflightMessagesMax,
+      this.#inflightBytesMax,
+      isLearner,
+    );
     progress.recentActive = true;
     if (node === this.id) progress.match = this.#stableLastIndex();
     this.progress.set(node, progress);
@@ -481,7 +503,9 @@ export class Raft {
           return;
         }
         const wasPaused = progress.isPaused();
-        if (!progress.maybeUpdate(m.index)) return;
+        // As etcd: a probe answered at exactly `match` (an empty probe) also ends probing.
+        const probeAnswered = progress.state === "probe" && m.index === progress.match;
+        if (!progress.maybeUpdate(m.index) && !probeAnswered) return;
         if (progress.state === "probe") progress.becomeReplicate();
         else if (progress.state === "snapshot" && progress.match >= progress.pendingSnapshot)
           progress.becomeReplicate();
@@ -489,7 +513,7 @@ export class Raft {
 
         if (this.#maybeCommit()) this.#broadcastAppend();
         else if (wasPaused) this.#sendAppend(m.from, true);
-        // Pipelining: keep the window full.
+        // Pipelining: keep the window full. The window's byte limit bounds this loop's output.
         while (this.#sendAppend(m.from, false)) {}
         if (m.from === this.#leadTransferee && progress.match === this.log.lastIndex()) {
           this.#send({ type: "timeoutNow", to: m.from });
@@ -498,9 +522,18 @@ export class Raft {
       }
       case "heartbeatResp": {
         progress.recentActive = true;
-        progress.probeSent = false;
-        if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirstOne();
-        if (progress.match < this.log.lastIndex()) this.#sendAppend(m.from, true);
+        if (progress.state === "probe" && progress.probeSent) {
+          // The probe is unanswered: lost, or slow because it is large or the follower busy.
+          // Ask again with no entries, so the tail goes out again only on an answer (a lost
+          // probe costs one round trip; a slow one is not resent once per heartbeat).
+          this.#sendEmptyProbe(m.from, progress);
+        } else {
+          // A full window frees one slot, as etcd: appends that were all lost get a successor,
+          // whose rejection starts probing. In-flight entries are never sent again here.
+          if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirstOne();
+          if (progress.match < this.log.lastIndex() || progress.state === "probe")
+            this.#sendAppend(m.from, true);
+        }
         if (m.ctx) this.#ackRead(m.from, m.ctx);
         return;
       }
@@ -651,7 +684,12 @@ export class Raft {
     this.#pendingReads = [];
     this.#readsBeforeCommit = [];
     for (const [id, progress] of this.progress) {
-      const fresh = new Progress(this.log.lastIndex() + 1, this.#inflightMessagesMax, progress.isLearner);
+      const fresh = new Progress(
+        this.log.lastIndex() + 1,
+        this.#inflightMessagesMax,
+        this.#inflightBytesMax,
+        progress.isLearner,
+      );
       if (id === this.id) fresh.match = this.#stableLastIndex();
       this.progress.set(id, fresh);
     }
@@ -827,10 +865,14 @@ export class Raft {
     if (!progress || progress.isPaused()) return false;
     const prevIndex = progress.next - 1;
     const prevTerm = this.log.term(prevIndex);
+    // In replicate state an append takes no more than the window has left, so the bytes in
+    // flight stay within inflightBytesMax (a single larger entry still goes alone).
+    const bytesMax =
+      progress.state === "replicate"
+        ? Math.min(this.#messageBytesMax, progress.inflights.bytesRemaining)
+        : this.#messageBytesMax;
     const entries =
-      prevTerm === undefined
-        ? undefined
-        : this.log.slice(progress.next, this.log.lastIndex() + 1, this.#messageBytesMax);
+      prevTerm === undefined ? undefined : this.log.slice(progress.next, this.log.lastIndex() + 1, bytesMax);
     if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, progress);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.#send({ type: "app", to, prevIndex, prevTerm, entries, commit: this.log.committed });
@@ -838,7 +880,7 @@ export class Raft {
       const last = entries[entries.length - 1]!.index;
       if (progress.state === "replicate") {
         progress.optimisticUpdate(last);
-        progress.inflights.add(last);
+        progress.inflights.add(last, entryBytes(entries));
       } else if (progress.state === "probe") {
         progress.probeSent = true;
       }
@@ -846,6 +888,19 @@ export class Raft {
       progress.probeSent = true;
     }
     return true;
+  }
+
+  /** Probes `to` again at the same index, with no entries: its answer releases the tail. */
+  #sendEmptyProbe(to: NodeId, progress: Progress): void {
+    const prevIndex = progress.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === undefined) {
+      // Compacted meanwhile: the follower needs a snapshot, which sendAppend decides on.
+      progress.probeSent = false;
+      this.#sendAppend(to, true);
+      return;
+    }
+    this.#send({ type: "app", to, prevIndex, prevTerm, entries: [], commit: this.log.committed });
   }
 
   #sendSnapshot(to: NodeId, progress: Progress): boolean {
@@ -959,6 +1014,12 @@ export class Raft {
   static decodeConfChange(entry: Entry): ConfChange {
     return decodeConfChange(entry.data);
   }
+}
+
+function entryBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entry.data.length;
+  return bytes;
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {
