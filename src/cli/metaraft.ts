@@ -180,7 +180,6 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
       ).choices(LOG_LEVELS),
     )
     .option("--no-sync", "do not fsync (tests and benchmarks only)")
-    .option("--restart", "start a node again when it dies (else dev prints the command that does)")
     .action(async (options: Record<string, unknown>) => {
       const { runDev } = await import("./dev.js");
       process.exitCode = await runDev({
@@ -194,7 +193,6 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
         ...(typeof options.config === "string" ? { config: options.config } : {}),
         ...(typeof options.secret === "string" ? { secret: options.secret } : {}),
         ...(options.sync === false ? { noSync: true } : {}),
-        ...(options.restart === true ? { restart: true } : {}),
       });
     });
 
