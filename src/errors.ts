@@ -13,6 +13,7 @@ export interface ErrorSpec {
 export const errorRegistry = {
   MR_ERR_INVALID_ARGUMENT: { message: "invalid argument", httpStatus: 400 },
   MR_ERR_INTERNAL: { message: "internal error", httpStatus: 500 },
+  MR_ERR_USAGE: { message: "the command line is wrong; nothing was sent", httpStatus: 400 },
 
   MR_ERR_FRAME_TRUNCATED: { message: "frame truncated", httpStatus: 400 },
   MR_ERR_FRAME_TOO_LARGE: { message: "frame larger than frame.bytes_max", httpStatus: 413 },

@@ -7,7 +7,7 @@ import { MetaraftClient } from "../client/client.js";
 import { MetaraftError } from "../errors.js";
 import { type ConfigFile, loadConfigFile, resolveSettings, type Settings } from "./config.js";
 import { CLUSTER_ID_ENV, DEFAULT_CLUSTER_ID, DEFAULT_ENDPOINTS, ENDPOINTS_ENV } from "./endpoints.js";
-import { EXIT_ERROR, UsageError, usage } from "./output.js";
+import { asUsage, EXIT_ERROR, usage } from "./output.js";
 
 /**
  * `metaraft dev`: a local cluster of N `metaraft start` processes, in the foreground. Prints
@@ -141,7 +141,7 @@ export async function runDev(o: DevOptions): Promise<number> {
       },
     });
   } catch (error) {
-    throw error instanceof MetaraftError ? new UsageError(error) : error;
+    throw error instanceof MetaraftError ? asUsage(error) : error;
   }
   try {
     mkdirSync(dataRoot, { recursive: true });

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
+import { parse as parseYaml } from "yaml";
 import { MetaraftError } from "../errors.js";
 import {
   CONFIG_HELP,
@@ -17,14 +18,59 @@ import {
   settingsToYaml,
 } from "./config.js";
 import { DEFAULT_ENDPOINTS } from "./endpoints.js";
-import { EXIT_USAGE, errorLine, exitCodeOf, UsageError } from "./output.js";
+import {
+  asUsage,
+  EXIT_USAGE,
+  exitCodeOf,
+  formatOf,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  printError,
+  UsageError,
+} from "./output.js";
 import { addVerbs, integerArg } from "./verbs.js";
 
 /**
  * The `metaraft` command: `start` (one node), `dev` (a local cluster of nodes), and the client
- * verbs `volume`, `bucket`, `key` and `status`. An error prints one line on stderr,
- * `error: MR_ERR_X: message`, and exits 1; a usage error exits 2.
+ * verbs `volume`, `bucket`, `key`, `status` and `endpoint health`. An error prints one line on
+ * stderr, `error: MR_ERR_X: message` (under `-w json`, one JSON object
+ * `{"error":{"code","message"}}`), and exits 1; a usage error is MR_ERR_USAGE, names the verb's
+ * `--help`, and exits 2.
  */
+
+/** `metaraft key put`: the words that name a command, from the root down. */
+export function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
+}
+
+/** The usage error commander found while parsing, kept until main prints it in its format. */
+let parseError: UsageError | undefined;
+
+/**
+ * Every command reports its own parse errors: commander's text becomes a usage error naming
+ * that command's `--help` (the root's output settings are copied, so each is set here).
+ */
+function reportParseErrors(command: Command): void {
+  const path = commandPath(command);
+  command.configureOutput({
+    outputError: (text) => {
+      const detail = text
+        .trim()
+        .replace(/^error: /, "")
+        .replaceAll(/\s*\n\s*/g, " ");
+      parseError = usage(detail, path);
+    },
+  });
+  for (const sub of command.commands) reportParseErrors(sub);
+}
+
+function usage(detail: string, command: string): UsageError {
+  const error = new UsageError(detail);
+  error.command = command;
+  return error;
+}
 
 function version(): string {
   try {
@@ -43,10 +89,13 @@ function program(): Command {
     .version(version(), "-V, --version")
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({
-      // Commander's errors become one line (its "Did you mean" hint joins the first).
-      outputError: (text, write) => write(`${text.trimEnd().replaceAll(/\s*\n\s*/g, " ")}\n`),
-    })
+    .configureHelp({ showGlobalOptions: true })
+    .addOption(
+      new Option("-w, --output <format>", "print results and errors as a table or as JSON")
+        .choices(OUTPUT_FORMATS)
+        .default("table"),
+    )
+    .addOption(new Option("--json", "the same as --output json").implies({ output: "json" }))
     .addHelpText(
       "after",
       `
@@ -56,10 +105,14 @@ Examples:
   metaraft bucket create vol1 photos
   metaraft key put vol1 photos 2024/cat.jpg --size 1234 --etag abc --meta camera=x100
   metaraft key ls vol1 photos --prefix 2024/
-  metaraft status
+  metaraft status                            exit 1 if a node is unreachable or there is no leader
+  metaraft endpoint health -w json
 
 Client verbs reach ${DEFAULT_ENDPOINTS} unless --endpoints or
-$METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
+$METARAFT_ENDPOINTS says otherwise. -w/--output works on every verb, before or after it.
+Under -w json results go to stdout as JSON and an error goes to stderr as one JSON line,
+{"error":{"code":"MR_ERR_X","message":"…"}}. Exit status: 0 ok, 1 error (or an unhealthy
+cluster), 2 usage error (MR_ERR_USAGE).`,
     );
 
   const start = root
@@ -92,10 +145,15 @@ $METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
       const file = typeof options.config === "string" ? loadConfigFile(options.config) : undefined;
       settings = resolveSettings({ ...(file ? { file } : {}), flags: flagValues(options) });
     } catch (error) {
-      throw error instanceof MetaraftError ? new UsageError(error) : error;
+      throw error instanceof MetaraftError ? asUsage(error) : error;
     }
     if (options.printConfig === true) {
-      process.stdout.write(settingsToYaml(settings));
+      const format = start.optsWithGlobals().output as OutputFormat;
+      process.stdout.write(
+        format === "json"
+          ? `${JSON.stringify(parseYaml(settingsToYaml(settings)), null, 2)}\n`
+          : settingsToYaml(settings),
+      );
       return;
     }
     const { runNode } = await import("./start.js");
@@ -151,10 +209,19 @@ $METARAFT_ENDPOINTS says otherwise. Exit status: 0 ok, 1 error, 2 usage error.`,
     });
 
   addVerbs(root);
+  reportParseErrors(root);
+  // An action's own usage error (a bad endpoint, a bad setting) names that verb's --help too.
+  root.hook("preAction", (_root, command) => {
+    running = commandPath(command);
+  });
   return root;
 }
 
+/** The verb being run, once commander has parsed its command line. */
+let running: string | undefined;
+
 async function main(argv: readonly string[]): Promise<number> {
+  const format = formatOf(argv.slice(2));
   // `metaraft key ls … | head` closes stdout early: not an error.
   process.stdout.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code === "EPIPE") process.exit(0);
@@ -165,10 +232,12 @@ async function main(argv: readonly string[]): Promise<number> {
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Already printed by commander (help, version, or one line for a usage error).
+      // Help and version are printed already; a parse error waits in parseError.
+      if (parseError !== undefined) printError(parseError, format);
       return error.exitCode === 0 ? 0 : EXIT_USAGE;
     }
-    process.stderr.write(`${errorLine(error)}\n`);
+    if (error instanceof UsageError && error.command === undefined) error.command = running ?? "metaraft";
+    printError(error, format);
     return exitCodeOf(error);
   }
 }
@@ -180,7 +249,7 @@ main(process.argv).then(
     if (code !== 0) process.exit(code);
   },
   (error: unknown) => {
-    process.stderr.write(`${errorLine(error)}\n`);
+    printError(error, formatOf(process.argv.slice(2)));
     process.exit(1);
   },
 );

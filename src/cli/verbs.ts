@@ -18,8 +18,8 @@ import { body, cell, fields, json, table, time } from "./output.js";
 
 /**
  * The client verbs: `volume`, `bucket`, `key` and `status`. Every verb takes the connection
- * options (`--endpoints`, `--cluster-id`, `--timeout-ms`) and `--json`; volume, bucket and key
- * are separate arguments (keys may hold `/`).
+ * options (`--endpoints`, `--cluster-id`, `--timeout-ms`) and the root's `-w/--output`
+ * (`--json`); volume, bucket and key are separate arguments (keys may hold `/`).
  */
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -28,7 +28,7 @@ interface ClientFlags {
   readonly endpoints?: string;
   readonly clusterId?: string;
   readonly timeoutMs?: number;
-  readonly json?: boolean;
+  readonly output?: string;
 }
 
 interface Session {
@@ -82,8 +82,7 @@ function clientOptions(command: Command): Command {
       "--timeout-ms <ms>",
       `deadline of each call (default: ${DEFAULT_TIMEOUT_MS})`,
       integerArg(1, 24 * 60 * 60 * 1000),
-    )
-    .option("--json", "print the reply as JSON");
+    );
 }
 
 function readOptions(command: Command): Command {
@@ -107,7 +106,7 @@ function action(
 ): (...args: unknown[]) => Promise<void> {
   return async (...args: unknown[]) => {
     const command = args.at(-1) as Command;
-    const flags = command.opts() as Record<string, unknown> & ClientFlags;
+    const flags = command.optsWithGlobals() as Record<string, unknown> & ClientFlags;
     const positional = args.slice(0, -2) as string[];
     const endpoints = resolveEndpoints(flags.endpoints);
     const timeoutMs = flags.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -118,7 +117,7 @@ function action(
       endpoints,
       clusterId,
       timeoutMs,
-      json: flags.json === true,
+      json: flags.output === "json",
       call: (fn) => reaching(endpoints, timeoutMs, () => fn(client)),
     };
     try {
@@ -439,16 +438,27 @@ export function addVerbs(program: Command): void {
     }),
   );
 
-  // ---- status ----
+  // ---- status, endpoint health ----
   clientOptions(
     program
       .command("status")
       .description(
-        "ask every endpoint for its Raft status: role, term, leader, commit and applied index, members",
+        "ask every endpoint for its Raft status (role, term, leader, commit and applied index, " +
+          "members); exit 1 if one is unreachable or there is no leader",
       ),
   ).action(
     action(async (session) => {
       await status(session);
+    }),
+  );
+  const endpoint = program.command("endpoint").description("check the endpoints one by one");
+  clientOptions(
+    endpoint
+      .command("health")
+      .description("whether each endpoint answers and knows a leader; exit 1 if one does not"),
+  ).action(
+    action(async (session) => {
+      await health(session);
     }),
   );
 }
@@ -457,7 +467,39 @@ type NodeStatus =
   | { endpoint: string; ok: true; status: Reply }
   | { endpoint: string; ok: false; error: string; cause?: MetaraftError };
 
-async function statusOf(session: Session, endpoint: Endpoint): Promise<NodeStatus> {
+/** Why the cluster is unhealthy, as the error that makes status and health exit 1. */
+function unhealthy(problems: readonly string[]): MetaraftError {
+  const error = new MetaraftError("MR_ERR_UNAVAILABLE");
+  // The registry's text says "no node could be reached": here some could.
+  error.message = `MR_ERR_UNAVAILABLE: unhealthy: ${problems.join("; ")}`;
+  return error;
+}
+
+/**
+ * The leader the members report: the node that says it leads in the highest term, else the
+ * leader most members of that term name.
+ */
+export function reportedLeader(statuses: readonly Reply[]): { leader: number | undefined; term: number } {
+  const term = Math.max(0, ...statuses.map((s) => (typeof s.term === "number" ? s.term : 0)));
+  const current = statuses.filter((s) => s.term === term);
+  const self = current.find((s) => s.role === "leader" && typeof s.node === "number");
+  if (self) return { leader: self.node as number, term };
+  const votes = new Map<number, number>();
+  for (const s of current) {
+    if (typeof s.leader === "number" && s.leader > 0) votes.set(s.leader, (votes.get(s.leader) ?? 0) + 1);
+  }
+  const best = [...votes].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0];
+  return { leader: best?.[0], term };
+}
+
+async function statusOf(session: Session, endpoint: Endpoint): Promise<NodeStatus & { tookMs: number }> {
+  const started = performance.now();
+  const took = () => Math.round((performance.now() - started) * 10) / 10;
+  const row = await statusRow(session, endpoint);
+  return { ...row, tookMs: took() };
+}
+
+async function statusRow(session: Session, endpoint: Endpoint): Promise<NodeStatus> {
   const where = showEndpoint(endpoint);
   const reach = await probe(endpoint, Math.min(session.timeoutMs, 3000));
   if (!reach.up) return { endpoint: where, ok: false, error: `unreachable (${reach.reason})` };
@@ -494,19 +536,30 @@ async function status(session: Session): Promise<void> {
     );
   }
   const answered = rows.flatMap((r) => (r.ok ? [r.status] : []));
-  const leaders = answered.filter((s) => s.role === "leader");
-  const term = Math.max(...answered.map((s) => (typeof s.term === "number" ? s.term : 0)));
-  const leader = leaders.find((s) => s.term === term)?.node;
+  const { leader, term } = reportedLeader(answered);
+  const problems = [
+    ...rows.flatMap((r) => (r.ok ? [] : [`${r.endpoint} ${r.error}`])),
+    ...(leader === undefined ? [`no leader (term ${term})`] : []),
+  ];
+  const summary =
+    `${leader === undefined ? "leader: none" : `leader: node ${leader}`} (term ${term}); ` +
+    `${answered.length} of ${rows.length} endpoints answered`;
   if (session.json) {
     out(
       json({
+        healthy: problems.length === 0,
         leader: leader ?? null,
         term,
+        answered: answered.length,
+        endpoints: rows.length,
+        problems,
+        summary,
         nodes: rows.map((r) =>
           r.ok ? { endpoint: r.endpoint, ...r.status } : { endpoint: r.endpoint, error: r.cause ?? r.error },
         ),
       }),
     );
+    if (problems.length > 0) throw unhealthy(problems);
     return;
   }
   out(
@@ -530,5 +583,54 @@ async function status(session: Session): Promise<void> {
       }),
     ),
   );
-  out(leader === undefined ? `leader: none (term ${term})` : `leader: node ${leader} (term ${term})`);
+  out(summary);
+  if (problems.length > 0) throw unhealthy(problems);
+}
+
+async function health(session: Session): Promise<void> {
+  const rows = await Promise.all(session.endpoints.map((e) => statusOf(session, e)));
+  const checks = rows.map((r) => {
+    if (!r.ok) {
+      return {
+        endpoint: r.endpoint,
+        healthy: false,
+        tookMs: r.tookMs,
+        node: null,
+        leader: null,
+        error: r.error,
+      };
+    }
+    const known = typeof r.status.leader === "number" && r.status.leader > 0;
+    return {
+      endpoint: r.endpoint,
+      healthy: known,
+      tookMs: r.tookMs,
+      node: r.status.node,
+      role: r.status.role,
+      term: r.status.term,
+      leader: known ? r.status.leader : null,
+      ...(known ? {} : { error: "no leader" }),
+    };
+  });
+  const sick = checks.filter((c) => !c.healthy);
+  if (session.json) {
+    out(json({ healthy: sick.length === 0, endpoints: checks }));
+  } else {
+    out(
+      table(
+        ["ENDPOINT", "HEALTH", "TOOK", "NODE", "LEADER", "ERROR"],
+        checks.map((c) => [
+          c.endpoint,
+          c.healthy ? "healthy" : "unhealthy",
+          `${c.tookMs}ms`,
+          cell(c.node),
+          cell(c.leader),
+          cell(c.error),
+        ]),
+      ),
+    );
+  }
+  if (sick.length > 0) {
+    throw unhealthy(sick.map((c) => `${c.endpoint} ${c.error ?? "unhealthy"}`));
+  }
 }

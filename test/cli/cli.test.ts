@@ -271,8 +271,14 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
     assert.equal(rows.length, NODES, out.join("\n"));
     assert.equal(rows.filter((r) => / leader /.test(r)).length, 1, out.join("\n"));
     for (const row of rows) assert.match(row, /1,2,3$/);
-    assert.match(out.at(-1)!, /^leader: node [1-3] \(term \d+\)$/);
+    assert.match(out.at(-1)!, /^leader: node [1-3] \(term \d+\); 3 of 3 endpoints answered$/);
+    const health = await verb("endpoint", "health", "-w", "json");
+    assert.equal(health.code, 0, health.stderr);
+    assert.equal(JSON.parse(health.stdout).healthy, true);
+    const volumes = JSON.parse(ok(await verb("volume", "ls", "-w", "json"), "volume ls -w json"));
+    assert.match(volumes.items[0].createdAt, /^\d{4}-\d\d-\d\dT/);
     const json = JSON.parse(ok(await verb("status", "--json"), "status --json"));
+    assert.equal(json.healthy, true);
     assert.equal(json.nodes.length, NODES);
     for (const node of json.nodes) {
       assert.equal(node.leader, json.leader);
@@ -292,6 +298,10 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
 
   it("reports a service error in one line, exit 1", async () => {
     failsInOneLine(await verb("volume", "create", "vol1"), 1, "MR_ERR_VOLUME_EXISTS", "vol1");
+    const asJson = await verb("volume", "create", "vol1", "-w", "json");
+    assert.equal(asJson.code, 1);
+    assert.equal(asJson.stdout, "");
+    assert.equal(JSON.parse(asJson.stderr).error.code, "MR_ERR_VOLUME_EXISTS");
   });
 
   it("reports unreachable endpoints in one line, exit 1, quickly", async () => {
@@ -314,11 +324,21 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
     failsInOneLine(
       await cli(["volume", "ls", "--endpoints", "nowhere"]),
       2,
-      "MR_ERR_INVALID_ARGUMENT",
+      "MR_ERR_USAGE",
       "--endpoints",
+      "see 'metaraft volume ls --help'",
     );
+    failsInOneLine(
+      await verb("key", "put", "vol1", "photos", "k", "--size", "big"),
+      2,
+      "MR_ERR_USAGE",
+      "see 'metaraft key put --help'",
+    );
+    const asJson = await verb("key", "put", "vol1", "photos", "k", "--size", "big", "-w", "json");
+    assert.equal(asJson.code, 2);
+    assert.equal(JSON.parse(asJson.stderr).error.code, "MR_ERR_USAGE");
     failsInOneLine(await cli(["volume", "bogus"]), 2, "bogus");
-    failsInOneLine(await cli(["start", "--tick-ms", "0"]), 2, "MR_ERR_INVALID_ARGUMENT", "--tick-ms");
+    failsInOneLine(await cli(["start", "--tick-ms", "0"]), 2, "MR_ERR_USAGE", "--tick-ms");
   });
 
   it("dev reports a node that fails to start and exits 1", async () => {

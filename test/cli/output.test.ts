@@ -71,7 +71,7 @@ describe("cli output", () => {
     assert.equal(errorLine(new Error("boom\nagain")), "error: MR_ERR_INTERNAL: boom again");
     assert.equal(exitCodeOf(new Error("x")), 1);
     assert.equal(exitCodeOf(usage("bad")), 2);
-    assert.equal(errorLine(usage("bad")), "error: MR_ERR_INVALID_ARGUMENT: invalid argument (bad)");
+    assert.equal(errorLine(usage("bad")), "error: MR_ERR_USAGE: bad");
   });
 
   it("aligns columns; a short row's last cell does not widen its column", () => {
