@@ -116,7 +116,13 @@ class FaultCluster {
   static async start(): Promise<FaultCluster> {
     const c = new FaultCluster();
     for (let id = 1; id <= 3; id++)
-      c.members.push({ id, raftPort: await freePort(), clientPort: await freePort(), proc: null, stderr: "" });
+      c.members.push({
+        id,
+        raftPort: await freePort(),
+        clientPort: await freePort(),
+        proc: null,
+        stderr: "",
+      });
     for (const a of c.members)
       for (const b of c.members)
         if (a.id !== b.id) {
@@ -161,7 +167,9 @@ class FaultCluster {
     });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: child.stdout! }).once("line", () => resolve());
-      child.once("exit", (code) => reject(new Error(`node ${id} exited (${code}) before ready: ${m.stderr}`)));
+      child.once("exit", (code) =>
+        reject(new Error(`node ${id} exited (${code}) before ready: ${m.stderr}`)),
+      );
     });
   }
   kill(id: number, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
@@ -304,7 +312,8 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
     // Probes: a cheap status call to every node every 10 ms, one at a time per node.
     const samples: Sample[] = [];
     const down = new Map<number, [number, number][]>();
-    const markDown = (id: number, from: number, to: number) => down.set(id, [...(down.get(id) ?? []), [from, to]]);
+    const markDown = (id: number, from: number, to: number) =>
+      down.set(id, [...(down.get(id) ?? []), [from, to]]);
     const probe = async (id: number) => {
       const m = cluster.members[id - 1]!;
       const c = new RpcClient({
@@ -406,7 +415,9 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
               : null,
           missed_entries: missedEntries,
           missed_log_bytes_estimate:
-            missedEntries !== null && bytesPerEntry !== null ? Math.round(missedEntries * bytesPerEntry) : null,
+            missedEntries !== null && bytesPerEntry !== null
+              ? Math.round(missedEntries * bytesPerEntry)
+              : null,
           missed_log_bytes_estimate_method:
             "missed entries (leader lastIndex at restart - follower lastIndex before kill) x bytes the leader sent " +
             "the live follower per entry appended during the outage (includes heartbeats: an overestimate)",
@@ -439,7 +450,8 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
     const elected = samples.find(
       (s) => s.sent >= tFault && s.node !== leader && s.role === "leader" && s.term !== null,
     );
-    const q = (h: typeof hist, p: number) => (h.totalCount ? Math.min(h.getValueAtPercentile(p), h.maxValue) / 1000 : 0);
+    const q = (h: typeof hist, p: number) =>
+      h.totalCount ? Math.min(h.getValueAtPercentile(p), h.maxValue) / 1000 : 0;
     return {
       fault,
       leader,
@@ -450,7 +462,11 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
       writes_in_window: completions.length,
       errors_in_window: errors,
       error_codes: codes,
-      write_latency_ms: { p50: q(hist, 50), p99: q(hist, 99), max: hist.totalCount ? hist.maxValue / 1000 : 0 },
+      write_latency_ms: {
+        p50: q(hist, 50),
+        p99: q(hist, 99),
+        max: hist.totalCount ? hist.maxValue / 1000 : 0,
+      },
       baseline_write_p99_ms: q(base, 99),
       leader_status_latency_max_ms_external_probe: leaderSamples.length
         ? Math.round(Math.max(...leaderSamples.map((s) => s.ms)) * 10) / 10
@@ -494,7 +510,9 @@ async function main() {
   try {
     for (let r = 0; r < repeat; r++)
       for (const [i, f] of faults.entries())
-        runs.get(f)!.push(await runFault(f, `[${r * faults.length + i + 1}/${repeat * faults.length}] ${f}`, bar));
+        runs
+          .get(f)!
+          .push(await runFault(f, `[${r * faults.length + i + 1}/${repeat * faults.length}] ${f}`, bar));
   } finally {
     bar.stop();
   }
@@ -520,7 +538,11 @@ async function main() {
     };
   });
   const learner = membershipSupported()
-    ? { fault: "add-learner-100k", measured: false, note: "not measured: a member verb exists but this bench does not drive it yet" }
+    ? {
+        fault: "add-learner-100k",
+        measured: false,
+        note: "not measured: a member verb exists but this bench does not drive it yet",
+      }
     : { fault: "add-learner-100k", measured: false, note: "not measured: membership changes not wired" };
   console.table([
     ...summary.map((s) => ({
@@ -538,7 +560,8 @@ async function main() {
     })),
     { fault: learner.fault, "longest gap ms (median)": learner.note },
   ]);
-  for (const r of runs.get("restart-follower") ?? []) console.log("restart-follower catch-up:", JSON.stringify(r.catch_up));
+  for (const r of runs.get("restart-follower") ?? [])
+    console.log("restart-follower catch-up:", JSON.stringify(r.catch_up));
   const result = {
     machine: {
       cpus: cpus().length,
@@ -563,7 +586,8 @@ async function main() {
       election_ticks: ELECTION_TICKS,
       targets: {
         longest_write_gap_ms: GAP_TARGET_MS,
-        gap_target_rule: "2 x max election timeout (electionTicks x tickMs x 2); PASS only if every run meets it",
+        gap_target_rule:
+          "2 x max election timeout (electionTicks x tickMs x 2); PASS only if every run meets it",
         stall_ms: STALL_TARGET_MS,
       },
       notes: [

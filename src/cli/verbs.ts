@@ -193,6 +193,7 @@ function recordOf(reply: Reply, field: string): Reply {
 }
 
 export function addVerbs(program: Command): void {
+  addMemberVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(
@@ -633,4 +634,97 @@ async function health(session: Session): Promise<void> {
   if (sick.length > 0) {
     throw unhealthy(sick.map((c) => `${c.endpoint} ${c.error ?? "unhealthy"}`));
   }
+}
+
+function memberId(value: string): number {
+  return integerArg(1, 0xffffffff)(value);
+}
+
+function membersLine(reply: Reply): string {
+  const members = (reply.members ?? {}) as { voters?: number[]; learners?: number[] };
+  const learners = members.learners?.length ? `; learners ${members.learners.join(",")}` : "";
+  return `members: voters ${(members.voters ?? []).join(",")}${learners}`;
+}
+
+/** `member ls|add|promote|remove` and `leader transfer`: membership changed online, on the leader. */
+function addMemberVerbs(program: Command): void {
+  const member = program.command("member").description("list, add, promote and remove cluster members");
+  clientOptions(
+    member
+      .command("ls")
+      .alias("list")
+      .description(
+        "every member: id, peer and client addresses, voter or learner, match index, lag, reachable",
+      ),
+  ).action(
+    action(async (session) => {
+      const reply = await session.call((c) => c.memberList());
+      if (session.json) {
+        out(json(body(reply)));
+        return;
+      }
+      const rows = (reply.members as Reply[]).map((m) => [
+        cell(m.id),
+        cell(m.role),
+        cell(m.peer),
+        cell(m.client),
+        cell(m.match),
+        cell(m.lag),
+        m.reachable === undefined ? "-" : m.reachable ? "yes" : "no",
+      ]);
+      out(table(["ID", "ROLE", "PEER", "CLIENT", "MATCH", "LAG", "REACHABLE"], rows));
+      out(`leader: node ${cell(reply.leader)} (term ${cell(reply.term)})`);
+    }),
+  );
+  clientOptions(
+    member
+      .command("add")
+      .description("add a learner (start it with 'metaraft start --join HOST:PORT', then promote it)")
+      .argument("<id>", "the new member's node id", memberId)
+      .requiredOption("--peer <host:port>", "the new member's Raft (peer) address")
+      .requiredOption("--client <host:port>", "the new member's client address"),
+  ).action(
+    action(async (session, [id], flags) => {
+      const node = Number(id);
+      const reply = await session.call((c) =>
+        c.memberAdd(node, { peer: flags.peer as string, client: flags.client as string }),
+      );
+      printReply(session, reply, `added learner ${node}; ${membersLine(reply)}`);
+    }),
+  );
+  clientOptions(
+    member
+      .command("promote")
+      .description("make a learner a voter (refused until it has caught up)")
+      .argument("<id>", "the learner's node id", memberId),
+  ).action(
+    action(async (session, [id]) => {
+      const reply = await session.call((c) => c.memberPromote(Number(id)));
+      printReply(session, reply, `promoted ${id}; ${membersLine(reply)}`);
+    }),
+  );
+  clientOptions(
+    member
+      .command("remove")
+      .alias("rm")
+      .description("remove a member (a removed leader steps down)")
+      .argument("<id>", "the member's node id", memberId),
+  ).action(
+    action(async (session, [id]) => {
+      const reply = await session.call((c) => c.memberRemove(Number(id)));
+      printReply(session, reply, `removed ${id}; ${membersLine(reply)}`);
+    }),
+  );
+  const leader = program.command("leader").description("leadership");
+  clientOptions(
+    leader
+      .command("transfer")
+      .description("hand leadership to a voter")
+      .argument("<id>", "the voter's node id", memberId),
+  ).action(
+    action(async (session, [id]) => {
+      const reply = await session.call((c) => c.leaderTransfer(Number(id)));
+      printReply(session, reply, `leader is now node ${cell(reply.leader)}`);
+    }),
+  );
 }

@@ -136,7 +136,7 @@ export async function establishIdentity(
         joinedWith: request.joinedWith,
       };
       const members: ConfState = { voters: [], learners: [] };
-      await log.bootstrap(identity, members);
+      await log.bootstrap(identity, []);
       return { identity, members, warnings, bootstrapped: true };
     }
     if (!named.includes(request.id)) {
@@ -150,7 +150,14 @@ export async function establishIdentity(
       createdAt: now().toISOString(),
     };
     const members: ConfState = { voters: named, learners: [] };
-    await log.bootstrap(identity, members);
+    // Ids only: every bootstrapping node writes the same entries, whatever addresses its flags give.
+    const entries: Entry[] = named.map((node, i) => ({
+      term: 1,
+      index: i + 1,
+      type: "confChange",
+      data: encodeConfChange({ kind: "addVoter", node }),
+    }));
+    await log.bootstrap(identity, entries);
     return { identity, members, warnings, bootstrapped: true };
   }
 

@@ -239,19 +239,35 @@ export class LmdbRaftLog implements RaftLogStore {
   }
 
   /**
-   * Records a new cluster: its identity and its initial membership (a snapshot at index 0), in
-   * one durable transaction. Only a blank log can be bootstrapped: bootstrapping is done once.
+   * Records a new cluster, in one durable transaction: its identity, and its initial membership
+   * as committed entries 1..n of term 1, one membership change each (as etcd bootstraps), so
+   * that a member that joins later and replicates the log from its start learns every voter.
+   * Only a blank log can be bootstrapped: bootstrapping is done once.
    */
-  bootstrap(identity: ClusterIdentity, confState: ConfState): Promise<void> {
+  bootstrap(identity: ClusterIdentity, entries: readonly Entry[]): Promise<void> {
     if (!this.blank) throw new MetaraftError("MR_ERR_INTERNAL", "bootstrap of a log that is not blank");
-    const snapshot: Snapshot = { meta: { index: 0, term: 0, confState }, data: new Uint8Array(0) };
-    this.#checkSnapshot(snapshot);
+    this.#checkEntries(entries);
+    if (entries.length > 0 && (entries[0]!.index !== 1 || entries[0]!.term !== 1)) {
+      throw new MetaraftError("MR_ERR_INTERNAL", "bootstrap entries start at index 1, term 1");
+    }
+    const last = entries.length;
+    const hardState: HardState = { term: last > 0 ? 1 : 0, vote: 0, commit: last };
     const writes: Write[] = [];
-    this.#putSnapshot(writes, snapshot);
+    this.#putSnapshot(writes, this.#snapshot);
     this.#putState(writes, "logStart", encodeLogStart({ index: 0, term: 0 }));
+    for (const entry of entries)
+      writes.push({ db: this.#log, key: indexKey(entry.index), value: encodeEntry(entry) });
+    this.#putState(writes, "hardState", encodeHardState(hardState));
     this.#putState(writes, "identity", encodeIdentity(identity));
-    this.#snapshot = snapshot;
-    return this.#commit(++this.#txnSeq, writes);
+    const txn = ++this.#txnSeq;
+    this.#last = last;
+    for (const entry of entries) {
+      this.#pending.set(entry.index, { entry, txn });
+      this.#termCache.set(entry.index, entry.term);
+    }
+    this.#remember(entries);
+    this.#hardState = hardState;
+    return this.#commit(txn, writes);
   }
 
   /** Replaces the identity record (a forced new cluster, or data from before identities). */
