@@ -177,3 +177,55 @@ describe("membership changed online", () => {
     }
   });
 });
+
+describe("a member that joins and replicates the log from its start", () => {
+  it("learns every voter from the bootstrap entries, so it never counts itself the only voter", async () => {
+    // No snapshot is taken: node 4 receives the log from index 1, bootstrap entries included.
+    const cluster = await InProcessCluster.start({ nodes: 3 });
+    const self = { id: 4, host: "127.0.0.1", raftPort: await freePort(), clientPort: await freePort() };
+    const first = cluster.nodes[0]!.config;
+    const client = new MetaraftClient({
+      endpoints: [...first.cluster, self].map((m) => ({ host: m.host, port: m.clientPort })),
+      clusterId: cluster.clusterId,
+      timeoutMs: 15_000,
+    });
+    let four: MetaraftNode | undefined;
+    try {
+      await client.createVolume("vol");
+      await client.memberAdd(4, {
+        peer: `127.0.0.1:${self.raftPort}`,
+        client: `127.0.0.1:${self.clientPort}`,
+      });
+      four = await MetaraftNode.start({
+        ...first,
+        id: 4,
+        cluster: [self],
+        dataDir: join(cluster.dir, "node-4"),
+        join: `127.0.0.1:${first.cluster.find((m) => m.id === 2)!.clientPort}`,
+      });
+      await waitFor("node 4 to learn the membership", () => four!.host.confState.learners.includes(4));
+      assert.deepEqual(four.host.confState, { voters: [1, 2, 3], learners: [4] });
+      assert.equal(four.host.stats.restores, 0, "caught up from the log, not a copy");
+      await waitFor("the promotion", async () => {
+        try {
+          await client.memberPromote(4);
+          return true;
+        } catch (error) {
+          if (error instanceof MetaraftError && error.code === "MR_ERR_CONF_CHANGE_REJECTED") return false;
+          throw error;
+        }
+      });
+      await waitFor("node 4 to apply its promotion", () => four!.host.confState.voters.includes(4));
+      assert.deepEqual(four.host.confState, { voters: [1, 2, 3, 4], learners: [] });
+      await client.leaderTransfer(4);
+      assert.ok(four.host.isLeader);
+      await client.createVolume("vol-2");
+      const term = four.host.raft.term;
+      for (const node of cluster.nodes) assert.equal(node!.host.raft.term, term);
+    } finally {
+      client.close();
+      await four?.close();
+      await cluster.stop();
+    }
+  });
+});
