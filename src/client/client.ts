@@ -9,6 +9,8 @@ export interface ClientOptions {
   /** Identifies this client in the replay cache; a fresh one per client by default. */
   readonly clientId?: string;
   readonly inflightMax?: number;
+  /** A node that has not answered an attempt by then is left for another (see RpcClientOptions). */
+  readonly attemptTimeoutMs?: number;
 }
 
 export interface ReadOptions {
@@ -32,6 +34,9 @@ export interface ListPage<T> {
 
 type Reply = Record<string, unknown>;
 
+/** Membership changes and leader transfers wait for a commit or an election: a longer attempt. */
+export const ADMIN_ATTEMPT_TIMEOUT_MS = 10_000;
+
 /**
  * The TypeScript client: connects to any node, follows NOT_LEADER to the leader, retries a
  * write with the same call id (so the replay cache answers a retry whose first attempt
@@ -49,6 +54,7 @@ export class MetaraftClient {
       clusterId: options.clusterId ?? "metaraft-dev",
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.inflightMax === undefined ? {} : { inflightMax: options.inflightMax }),
+      ...(options.attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: options.attemptTimeoutMs }),
     };
     this.#rpc = new RpcClient(rpcOptions);
   }
@@ -144,19 +150,19 @@ export class MetaraftClient {
 
   /** Adds a learner; it is promoted by `memberPromote` once it has caught up. */
   memberAdd(node: number, addresses: { peer: string; client: string }): Promise<Reply> {
-    return this.#rpc.call("memberAdd", { node, ...addresses });
+    return this.#rpc.call("memberAdd", { node, ...addresses }, undefined, ADMIN_ATTEMPT_TIMEOUT_MS);
   }
 
   memberPromote(node: number): Promise<Reply> {
-    return this.#rpc.call("memberPromote", { node });
+    return this.#rpc.call("memberPromote", { node }, undefined, ADMIN_ATTEMPT_TIMEOUT_MS);
   }
 
   memberRemove(node: number): Promise<Reply> {
-    return this.#rpc.call("memberRemove", { node });
+    return this.#rpc.call("memberRemove", { node }, undefined, ADMIN_ATTEMPT_TIMEOUT_MS);
   }
 
   leaderTransfer(node: number): Promise<Reply> {
-    return this.#rpc.call("leaderTransfer", { node });
+    return this.#rpc.call("leaderTransfer", { node }, undefined, ADMIN_ATTEMPT_TIMEOUT_MS);
   }
 
   close(): void {

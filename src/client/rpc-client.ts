@@ -14,6 +14,12 @@ export interface RpcClientOptions {
   readonly clusterId: string;
   /** Per call, across retries. */
   readonly timeoutMs?: number;
+  /**
+   * Per attempt: a connection that has not answered by then (a frozen or partitioned node that
+   * keeps its socket open) is left, and the call is retried on another member with the same
+   * fields (a write keeps its call id, so the replay cache answers if the first attempt committed).
+   */
+  readonly attemptTimeoutMs?: number;
   /** Calls in flight on the connection; more wait for a slot. */
   readonly inflightMax?: number;
   readonly frameBytesMax?: number;
@@ -21,6 +27,8 @@ export interface RpcClientOptions {
 
 export const RPC_CLIENT_DEFAULTS = {
   timeoutMs: 10_000,
+  /** Well above a loaded leader's p999 (about 0.2 s here), and about two election timeouts. */
+  attemptTimeoutMs: 2_000,
   inflightMax: 4096,
   frameBytesMax: 16 * 1024 * 1024,
 } as const;
@@ -200,19 +208,26 @@ export class RpcClient {
     op: string,
     fields: Record<string, unknown> = {},
     timeoutMs?: number,
+    attemptTimeoutMs?: number,
   ): Promise<Record<string, unknown>> {
     const deadline = Date.now() + (timeoutMs ?? this.#options.timeoutMs ?? RPC_CLIENT_DEFAULTS.timeoutMs);
+    const attemptMs =
+      attemptTimeoutMs ?? this.#options.attemptTimeoutMs ?? RPC_CLIENT_DEFAULTS.attemptTimeoutMs;
     await this.#acquire();
     try {
       for (let attempt = 0; ; attempt++) {
         const left = deadline - Date.now();
         if (left <= 0) throw new MetaraftError("MR_ERR_TIMEOUT", `${op} after ${attempt} attempts`);
         const connection = this.#ensureConnection();
+        const attemptEnds = Date.now() + Math.min(left, attemptMs);
         try {
-          await withTimeout(connection.ready, left);
-          return await withTimeout(connection.call({ op, ...fields }), deadline - Date.now());
+          await withTimeout(connection.ready, attemptEnds - Date.now());
+          return await withTimeout(connection.call({ op, ...fields }), Math.max(1, attemptEnds - Date.now()));
         } catch (error) {
-          if (!(error instanceof MetaraftError) || !RETRYABLE.has(error.code)) throw error;
+          // A silent connection within the call's deadline: suspect it, and try another member.
+          const silent =
+            error instanceof MetaraftError && error.code === "MR_ERR_TIMEOUT" && deadline - Date.now() > 0;
+          if (!silent && (!(error instanceof MetaraftError) || !RETRYABLE.has(error.code))) throw error;
           this.#moveOn(error, connection);
           await new Promise((r) => setTimeout(r, Math.min(10 * 2 ** Math.min(attempt, 5), 200)));
         }
