@@ -42,7 +42,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     connections: { type: "string", default: "4" },
     inflight: { type: "string", default: "32" },
-    "deadline-ms": { type: "string", default: "2000" },
+    "deadline-ms": { type: "string", default: "10000" },
     filter: { type: "string" },
   },
 });

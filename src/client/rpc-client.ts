@@ -27,8 +27,11 @@ export interface RpcClientOptions {
 
 export const RPC_CLIENT_DEFAULTS = {
   timeoutMs: 10_000,
-  /** Well above a loaded leader's p999 (about 0.2 s here), and about two election timeouts. */
-  attemptTimeoutMs: 2_000,
+  /**
+   * Five times a loaded leader's p999 (about 0.2 s here), and about one election timeout (0.5 to
+   * 1 s by default): a frozen leader costs a call about what the election costs.
+   */
+  attemptTimeoutMs: 1_000,
   inflightMax: 4096,
   frameBytesMax: 16 * 1024 * 1024,
 } as const;
