@@ -63,6 +63,7 @@ export const errorRegistry = {
   MR_ERR_CONNECTION_CLOSED: { message: "the connection closed", httpStatus: 503 },
   MR_ERR_LISTEN_FAILED: { message: "could not listen on the address", httpStatus: 500 },
   MR_ERR_TIMEOUT: { message: "the call timed out", httpStatus: 504 },
+  MR_ERR_WRONG_PORT: { message: "the endpoint is not a client port", httpStatus: 400 },
   MR_ERR_UNAVAILABLE: { message: "no node could be reached", httpStatus: 503 },
 
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },

@@ -70,7 +70,15 @@ class Connection {
           const g = greeting;
           greeting = undefined;
           if (body.ok) g.resolve(body);
-          else g.reject(MetaraftError.fromJSON(body.error));
+          else if (body.kind === "refused" && body.error === undefined) {
+            // A peer listener's refusal of a hello it cannot read: this is a Raft port.
+            g.reject(
+              new MetaraftError(
+                "MR_ERR_WRONG_PORT",
+                `${endpoint.host}:${endpoint.port} is a metaraft node's peer (Raft) port, not its client port`,
+              ),
+            );
+          } else g.reject(MetaraftError.fromJSON(body.error));
           return;
         }
         const waiting = this.#waiting.get(body.id ?? 0);

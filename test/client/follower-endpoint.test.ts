@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { describe, it, test } from "node:test";
 import { MetaraftClient } from "../../src/client/client.js";
+import { MetaraftError } from "../../src/errors.js";
 import { InProcessCluster } from "../helpers/nodes.js";
 
 test("a client given only a follower's endpoint reaches the leader it was not given", async () => {
@@ -27,4 +28,34 @@ test("a client given only a follower's endpoint reaches the leader it was not gi
   } finally {
     await cluster.stop();
   }
+});
+
+describe("a peer port given as a client endpoint", () => {
+  it("fails at once with MR_ERR_WRONG_PORT, naming the address", async () => {
+    const cluster = await InProcessCluster.start({ nodes: 1 });
+    try {
+      const config = cluster.nodes[0]!.config;
+      const peerPort = config.cluster[0]!.raftPort;
+      const client = new MetaraftClient({
+        endpoints: [{ host: "127.0.0.1", port: peerPort }],
+        clusterId: cluster.clusterId,
+        timeoutMs: 20_000,
+      });
+      try {
+        await assert.rejects(client.listVolumes(), (error: unknown) => {
+          assert.ok(error instanceof MetaraftError, String(error));
+          assert.equal(error.code, "MR_ERR_WRONG_PORT");
+          assert.match(
+            error.message,
+            new RegExp(`127\\.0\\.0\\.1:${peerPort} is a metaraft node's peer \\(Raft\\) port`),
+          );
+          return true;
+        });
+      } finally {
+        client.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
 });
