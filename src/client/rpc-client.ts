@@ -155,6 +155,8 @@ export class RpcClient {
   /** The endpoints given, then those learned from hellos and NOT_LEADER answers. */
   readonly #endpoints: Endpoint[];
   readonly #endpointOfNode = new Map<number, number>();
+  /** Members in the last hello that listed them: what "a quorum reachable" is counted against. */
+  #memberCount = 0;
   #inflight = 0;
   readonly #slotWaiters: (() => void)[] = [];
 
@@ -191,6 +193,7 @@ export class RpcClient {
       (hello) => {
         if (typeof hello.nodeId === "number") this.#endpointOfNode.set(hello.nodeId, index);
         if (Array.isArray(hello.members)) {
+          this.#memberCount = hello.members.length;
           for (const member of hello.members as { id?: unknown; client?: unknown }[]) {
             const at = this.#endpointIndex(member?.client);
             if (at !== undefined && typeof member.id === "number" && !this.#endpointOfNode.has(member.id))
@@ -225,6 +228,7 @@ export class RpcClient {
     const attemptMs =
       attemptTimeoutMs ?? this.#options.attemptTimeoutMs ?? RPC_CLIENT_DEFAULTS.attemptTimeoutMs;
     await this.#acquire();
+    const sweep = new Map<string, "down" | "no leader">();
     try {
       for (let attempt = 0; ; attempt++) {
         const left = deadline - Date.now();
@@ -239,6 +243,33 @@ export class RpcClient {
           const silent =
             error instanceof MetaraftError && error.code === "MR_ERR_TIMEOUT" && deadline - Date.now() > 0;
           if (!silent && (!(error instanceof MetaraftError) || !RETRYABLE.has(error.code))) throw error;
+          // One sweep of every endpoint, each down or knowing no leader, with fewer than a
+          // quorum of members answering: no leader can be elected, so say so now rather than
+          // retry until the deadline. With a quorum answering, an election is under way: wait.
+          const where = `${connection.endpoint.host}:${connection.endpoint.port}`;
+          const leader = (error as MetaraftError).details?.leader;
+          const down = silent || (error as MetaraftError).code === "MR_ERR_CONNECTION_CLOSED";
+          if (down) sweep.set(where, "down");
+          else if (
+            (error as MetaraftError).code === "MR_ERR_NOT_LEADER" &&
+            !(typeof leader === "number" && leader > 0)
+          )
+            sweep.set(where, "no leader");
+          else sweep.clear();
+          if (sweep.size >= this.#endpoints.length) {
+            const members = this.#memberCount > 0 ? this.#memberCount : this.#endpoints.length;
+            const reachable = Math.min(members, [...sweep.values()].filter((v) => v !== "down").length);
+            // None answering at all is a cluster still starting, or a wrong address: the
+            // deadline decides that, as before.
+            if (reachable > 0 && reachable < Math.floor(members / 2) + 1) {
+              throw new MetaraftError(
+                "MR_ERR_UNAVAILABLE",
+                `no quorum: ${reachable} of ${members} members reachable (${op} not attempted further)`,
+                { details: { reachable, members } },
+              );
+            }
+            sweep.clear();
+          }
           this.#moveOn(error, connection);
           await new Promise((r) => setTimeout(r, Math.min(10 * 2 ** Math.min(attempt, 5), 200)));
         }
