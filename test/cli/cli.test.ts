@@ -286,6 +286,32 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
     }
   });
 
+  it("status and endpoint health exit 1 while a member does not answer, and still name the leader", async () => {
+    const json = JSON.parse(ok(await verb("status", "--json"), "status --json"));
+    const leader = json.leader as number;
+    const victim = [1, 2, 3].find((id) => id !== leader)!;
+    const pid = nodePids[victim - 1]!;
+    // Frozen, not killed: its sockets stay open and silent, and the cluster stays whole for the
+    // tests after this one.
+    process.kill(pid, "SIGSTOP");
+    try {
+      const status = await verb("status", "--timeout-ms", "1500");
+      assert.equal(status.code, 1, `${status.stdout}\n${status.stderr}`);
+      assert.match(
+        status.stdout,
+        new RegExp(`leader: node ${leader} \\(term \\d+\\); 2 of 3 endpoints answered`),
+      );
+      assert.match(status.stderr, /MR_ERR_UNAVAILABLE: unhealthy: 127\.0\.0\.1:\d+ MR_ERR_TIMEOUT/);
+      const health = await verb("endpoint", "health", "-w", "json", "--timeout-ms", "1500");
+      assert.equal(health.code, 1, health.stderr);
+      assert.equal(JSON.parse(health.stdout).healthy, false);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    const healed = await verb("status");
+    assert.equal(healed.code, 0, healed.stderr);
+  });
+
   it("takes the endpoints from METARAFT_ENDPOINTS, and --endpoints over it", async () => {
     const viaEnv = await cli(["volume", "ls"], { METARAFT_ENDPOINTS: endpoints });
     assert.match(ok(viaEnv, "volume ls via env"), /\nvol1 /);
