@@ -52,6 +52,10 @@ interface Member {
   readonly raftPort: number;
   readonly clientPort: number;
   process: ChildProcess | null;
+  /** A member added online: started with `--join` to this client address and only its own address. */
+  join?: string;
+  /** Removed from the cluster: no longer named in the other nodes' `--cluster`. */
+  removed?: boolean;
   /** What the node wrote to stderr (the last 64 KiB), for tests of how it fails. */
   stderr: string;
   exitCode: number | null;
@@ -87,19 +91,24 @@ export class ProcessCluster {
   }
 
   get spec(): string {
-    return this.members.map((m) => `${m.id}@127.0.0.1:${m.raftPort}:${m.clientPort}`).join(",");
+    return this.members
+      .filter((m) => !m.removed)
+      .map((m) => `${m.id}@127.0.0.1:${m.raftPort}:${m.clientPort}`)
+      .join(",");
   }
 
   get endpoints(): { host: string; port: number }[] {
-    return this.members.map((m) => ({ host: "127.0.0.1", port: m.clientPort }));
+    return this.members.filter((m) => !m.removed).map((m) => ({ host: "127.0.0.1", port: m.clientPort }));
   }
 
   async startNode(id: number): Promise<void> {
     const member = this.members[id - 1]!;
     const o = this.#options;
+    const own = `${id}@127.0.0.1:${member.raftPort}:${member.clientPort}`;
     const common = [
       `--id=${id}`,
-      `--cluster=${this.spec}`,
+      `--cluster=${member.join ? own : this.spec}`,
+      ...(member.join ? [`--join=${member.join}`] : []),
       `--data=${join(this.dir, `node-${id}`)}`,
       `--cluster-id=${this.clusterId}`,
       `--tick-ms=${o.tickMs ?? 50}`,
@@ -142,6 +151,24 @@ export class ProcessCluster {
       lines.once("line", () => resolve());
       child.once("exit", (code) => reject(new Error(`node ${id} exited with ${code} before it was ready`)));
     });
+  }
+
+  /**
+   * Allocates ports for a new member that joins through `via`'s client port (not started: add
+   * it with `member add` first, or after, as an operator would).
+   */
+  async addMember(via: number): Promise<Member> {
+    const member: Member = {
+      id: this.members.length + 1,
+      raftPort: await freePort(),
+      clientPort: await freePort(),
+      process: null,
+      join: `127.0.0.1:${this.members[via - 1]!.clientPort}`,
+      stderr: "",
+      exitCode: null,
+    };
+    this.members.push(member);
+    return member;
   }
 
   /** `kill -9`: no shutdown, no flush. */
@@ -197,7 +224,7 @@ export class ProcessCluster {
    */
   async keysNotHeld(id: number, volume: string, bucket: string, expected: ReadonlyMap<string, number>) {
     const local = new MetaraftClient({
-      endpoints: [this.endpoints[id - 1]!],
+      endpoints: [{ host: "127.0.0.1", port: this.members[id - 1]!.clientPort }],
       clusterId: this.clusterId,
       timeoutMs: 30_000,
     });
