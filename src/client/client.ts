@@ -11,6 +11,10 @@ export interface ClientOptions {
   readonly inflightMax?: number;
   /** A node that has not answered an attempt by then is left for another (see RpcClientOptions). */
   readonly attemptTimeoutMs?: number;
+  /** A quiet connection with calls waiting is pinged after this long (see RpcClientOptions). */
+  readonly pingIdleMs?: number;
+  /** ...and left when no pong comes within this long. */
+  readonly pongTimeoutMs?: number;
 }
 
 export interface ReadOptions {
@@ -55,6 +59,8 @@ export class MetaraftClient {
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.inflightMax === undefined ? {} : { inflightMax: options.inflightMax }),
       ...(options.attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: options.attemptTimeoutMs }),
+      ...(options.pingIdleMs === undefined ? {} : { pingIdleMs: options.pingIdleMs }),
+      ...(options.pongTimeoutMs === undefined ? {} : { pongTimeoutMs: options.pongTimeoutMs }),
     };
     this.#rpc = new RpcClient(rpcOptions);
   }

@@ -20,6 +20,9 @@ export interface RpcClientOptions {
    * fields (a write keeps its call id, so the replay cache answers if the first attempt committed).
    */
   readonly attemptTimeoutMs?: number;
+  /** See RPC_CLIENT_DEFAULTS.pingIdleMs and pongTimeoutMs. */
+  readonly pingIdleMs?: number;
+  readonly pongTimeoutMs?: number;
   /** Calls in flight on the connection; more wait for a slot. */
   readonly inflightMax?: number;
   readonly frameBytesMax?: number;
@@ -34,7 +37,22 @@ export const RPC_CLIENT_DEFAULTS = {
   attemptTimeoutMs: 1_000,
   inflightMax: 4096,
   frameBytesMax: 16 * 1024 * 1024,
+  /**
+   * With calls waiting and nothing heard for this long, the connection sends a ping. A node
+   * answers pings before its handler, so a live but busy node (a slow admin call, a long
+   * read) pongs while a frozen one cannot.
+   */
+  pingIdleMs: 250,
+  /**
+   * No frame at all within this long of a ping: the connection is down and every call on it is
+   * retried elsewhere, however long its own attempt deadline (admin calls wait 10 s). Three
+   * times a loaded leader's p999, so a GC pause or an fsync does not count as a freeze.
+   */
+  pongTimeoutMs: 750,
 } as const;
+
+/** How often a connection with calls waiting checks whether it has heard from its node. */
+const LIVENESS_CHECK_MS = 50;
 
 interface Waiting {
   readonly resolve: (body: Record<string, unknown>) => void;
@@ -49,11 +67,19 @@ class Connection {
   #closed: MetaraftError | undefined;
   readonly ready: Promise<{ nodeId?: number; members?: unknown }>;
   readonly #out: WriteBatcher;
+  /** When a frame last arrived (or the connection opened, or a first call waited). */
+  #heardAt = Date.now();
+  /** The id of the ping awaiting its pong, and when it went out. */
+  #ping: { id: number; at: number } | undefined;
+  #watch: NodeJS.Timeout | undefined;
+  #greeting = false;
 
   constructor(
     readonly endpoint: Endpoint,
     clusterId: string,
     frameBytesMax: number,
+    readonly pingIdleMs: number,
+    readonly pongTimeoutMs: number,
   ) {
     this.#socket = connect({ host: endpoint.host, port: endpoint.port });
     this.#socket.setNoDelay(true);
@@ -66,9 +92,13 @@ class Connection {
       frameBytesMax,
       onFrame: (payload) => {
         const body = unpack(payload) as Record<string, unknown> & { id?: number; ok?: boolean };
+        // Any frame shows the node is alive, a pong or not.
+        this.#heardAt = Date.now();
+        this.#ping = undefined;
         if (greeting) {
           const g = greeting;
           greeting = undefined;
+          this.#greeting = false;
           if (body.ok) g.resolve(body);
           else if (body.kind === "refused" && body.error === undefined) {
             // A peer listener's refusal of a hello it cannot read: this is a Raft port.
@@ -82,6 +112,7 @@ class Connection {
           return;
         }
         const waiting = this.#waiting.get(body.id ?? 0);
+        if (body.pong === true) return;
         if (!waiting) {
           if (body.id === 0 && !body.ok) this.#fail(MetaraftError.fromJSON(body.error));
           return;
@@ -94,6 +125,10 @@ class Connection {
     // Written before anything else (the socket buffers it until connected), so the hello is
     // always the first frame, even when calls are made while the connection is being set up.
     this.#socket.write(encodeFrame(pack({ protocol: 1, clusterId })));
+    // The hello is a call too: a node that accepts and never greets is as frozen as one that
+    // never answers.
+    this.#greeting = true;
+    this.#watch = setInterval(() => this.#checkLiveness(), LIVENESS_CHECK_MS).unref();
     this.#socket.on("data", (chunk: Buffer) => {
       const error = decoder.push(chunk);
       if (error) this.#fail(error);
@@ -115,6 +150,8 @@ class Connection {
   }
 
   #fail(error: MetaraftError): void {
+    clearInterval(this.#watch);
+    this.#watch = undefined;
     this.#closed ??= error;
     for (const waiting of this.#waiting.values()) waiting.reject(error);
     this.#waiting.clear();
@@ -124,10 +161,36 @@ class Connection {
   call(request: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#nextId++;
+    if (this.#waiting.size === 0) this.#heardAt = Date.now();
+    this.#watch ??= setInterval(() => this.#checkLiveness(), LIVENESS_CHECK_MS).unref();
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#out.write(pack({ ...request, id }));
     });
+  }
+
+  /** While calls wait: ping a connection gone quiet, and give up on one that does not pong. */
+  #checkLiveness(): void {
+    if (this.#waiting.size === 0 && !this.#greeting) {
+      clearInterval(this.#watch);
+      this.#watch = undefined;
+      this.#ping = undefined;
+      return;
+    }
+    const now = Date.now();
+    if (this.#ping) {
+      if (now - this.#ping.at >= this.pongTimeoutMs) {
+        this.#fail(
+          new MetaraftError(
+            "MR_ERR_CONNECTION_CLOSED",
+            `${this.endpoint.host}:${this.endpoint.port} did not answer a ping in ${this.pongTimeoutMs} ms`,
+          ),
+        );
+      }
+    } else if (now - this.#heardAt >= this.pingIdleMs) {
+      this.#ping = { id: this.#nextId++, at: now };
+      this.#out.write(pack({ op: "ping", id: this.#ping.id }));
+    }
   }
 
   close(): void {
@@ -187,6 +250,8 @@ export class RpcClient {
       this.#endpoints[index]!,
       this.#options.clusterId,
       this.#options.frameBytesMax ?? RPC_CLIENT_DEFAULTS.frameBytesMax,
+      this.#options.pingIdleMs ?? RPC_CLIENT_DEFAULTS.pingIdleMs,
+      this.#options.pongTimeoutMs ?? RPC_CLIENT_DEFAULTS.pongTimeoutMs,
     );
     this.#connection = connection;
     connection.ready.then(
