@@ -102,10 +102,14 @@ class Connection {
           if (body.ok) g.resolve(body);
           else if (body.kind === "refused" && body.error === undefined) {
             // A peer listener's refusal of a hello it cannot read: this is a Raft port.
+            const where = `${endpoint.host}:${endpoint.port}`;
             g.reject(
               new MetaraftError(
                 "MR_ERR_WRONG_PORT",
-                `${endpoint.host}:${endpoint.port} is a metaraft node's peer (Raft) port, not its client port`,
+                typeof body.nodeId === "number" && typeof body.client === "string"
+                  ? `${where} is node ${body.nodeId}'s peer port; its client port is ${body.client}`
+                  : `${where} is a metaraft node's peer (Raft) port, not its client port`,
+                { details: { ...(typeof body.client === "string" ? { client: body.client } : {}) } },
               ),
             );
           } else g.reject(MetaraftError.fromJSON(body.error));

@@ -233,6 +233,7 @@ export class MetaraftNode {
       clusterId: config.clusterId,
       secret: config.secret,
       listen: { host: self.host, port: self.raftPort },
+      clientAddress: `${self.host}:${self.clientPort}`,
       peers: new Map(
         config.cluster
           .filter((n) => n.id !== config.id && members.has(n.id))

@@ -82,10 +82,18 @@ export interface Refused {
   readonly reason: RefusalReason;
   /** What the listener expected, for the dialer's log (a cluster id mismatch names the expected id). */
   readonly detail?: string;
+  /**
+   * On a hello that is not a peer's (a client dialed the peer port by mistake): which node this
+   * is and where its clients connect, so the client can say "its client port is …".
+   */
+  readonly nodeId?: number;
+  readonly client?: string;
 }
 
 /** A refusal's detail is for logs: bounded, so a stranger cannot make us log megabytes. */
 export const REFUSAL_DETAIL_BYTES_MAX = 512;
+/** host:port; a longer one is dropped from a refusal rather than trusted. */
+export const CLIENT_ADDRESS_BYTES_MAX = 256;
 
 export type HandshakeMessage = Hello | Challenge | Proof | Welcome | Refused;
 
@@ -162,6 +170,12 @@ export function decodeHandshake(payload: Uint8Array): Decoded {
               ? (m.reason as RefusalReason)
               : "malformed",
           ...(typeof m.detail === "string" ? { detail: m.detail.slice(0, REFUSAL_DETAIL_BYTES_MAX) } : {}),
+          ...(Number.isSafeInteger(m.nodeId) && (m.nodeId as number) >= 0
+            ? { nodeId: m.nodeId as number }
+            : {}),
+          ...(typeof m.client === "string" && m.client.length <= CLIENT_ADDRESS_BYTES_MAX
+            ? { client: m.client }
+            : {}),
         },
       };
     default:

@@ -5,6 +5,7 @@ import { transportError } from "./errors.js";
 import { encodeFrame, encodeFrameBatch, type FrameCore, FrameDecoder } from "./framing.js";
 import {
   type Challenge,
+  CLIENT_ADDRESS_BYTES_MAX,
   decodeHandshake,
   encodeHandshake,
   HANDSHAKE_FRAME_BYTES_MAX,
@@ -79,6 +80,11 @@ export interface PeerTransportOptions {
   /** Accepted connections not yet authenticated; more are closed at once. Default 64. */
   readonly inboundPendingMax?: number;
   readonly logger?: TransportLogger;
+  /**
+   * This node's client address (host:port), told to whoever sends the peer port something that
+   * is not a peer's hello: a client given the wrong port can then say which port is right.
+   */
+  readonly clientAddress?: string;
   /** In [0, 1); jitters the backoff. Default Math.random. Handshake nonces never use it. */
   readonly random?: () => number;
   /** CRC32C and framing; default the TypeScript twin (pass `createCore().sync` to use WASM). */
@@ -204,6 +210,7 @@ export class PeerTransport {
   readonly #logger: TransportLogger | undefined;
   readonly #random: () => number;
   readonly #core: FrameCore;
+  readonly #clientAddress: string | undefined;
   readonly #peers = new Map<number, PeerState>();
   /** Accepted connections not yet authenticated (bounded by `inboundPendingMax`). */
   readonly #pending = new Set<Link>();
@@ -228,6 +235,7 @@ export class PeerTransport {
     }
     this.nodeId = options.nodeId;
     this.clusterId = options.clusterId;
+    this.#clientAddress = options.clientAddress?.slice(0, CLIENT_ADDRESS_BYTES_MAX);
     this.#o = {
       secret: new Uint8Array(secret),
       host: options.listen.host ?? d.host,
@@ -698,7 +706,14 @@ export class PeerTransport {
     link.decoder.halt();
     link.socket.end(
       encodeFrame(
-        encodeHandshake({ kind: "refused", reason, detail: detail.slice(0, REFUSAL_DETAIL_BYTES_MAX) }),
+        encodeHandshake({
+          kind: "refused",
+          reason,
+          detail: detail.slice(0, REFUSAL_DETAIL_BYTES_MAX),
+          ...(reason === "malformed" && this.#clientAddress
+            ? { nodeId: this.nodeId, client: this.#clientAddress }
+            : {}),
+        }),
         HANDSHAKE_FRAME_BYTES_MAX,
         this.#core,
       ),

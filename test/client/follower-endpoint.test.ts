@@ -31,7 +31,7 @@ test("a client given only a follower's endpoint reaches the leader it was not gi
 });
 
 describe("a peer port given as a client endpoint", () => {
-  it("fails at once with MR_ERR_WRONG_PORT, naming the address", async () => {
+  it("fails at once with MR_ERR_WRONG_PORT, naming the node and its client port", async () => {
     const cluster = await InProcessCluster.start({ nodes: 1 });
     try {
       const config = cluster.nodes[0]!.config;
@@ -47,7 +47,9 @@ describe("a peer port given as a client endpoint", () => {
           assert.equal(error.code, "MR_ERR_WRONG_PORT");
           assert.match(
             error.message,
-            new RegExp(`127\\.0\\.0\\.1:${peerPort} is a metaraft node's peer \\(Raft\\) port`),
+            new RegExp(
+              `127\\.0\\.0\\.1:${peerPort} is node 1's peer port; its client port is 127\\.0\\.0\\.1:${config.cluster[0]!.clientPort}`,
+            ),
           );
           return true;
         });
