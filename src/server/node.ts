@@ -14,7 +14,7 @@ import {
   openEnvironment,
   type StorageEnvironment,
 } from "../storage/index.js";
-import { PeerTransport, type TransportLogger } from "../transport/index.js";
+import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../transport/index.js";
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import type { NodeAddress } from "./kv-node.js";
 import { RaftHost } from "./raft-host.js";
@@ -234,6 +234,9 @@ export class MetaraftNode {
       secret: config.secret,
       listen: { host: self.host, port: self.raftPort },
       clientAddress: `${self.host}:${self.clientPort}`,
+      ...(outcome.identity.bootstrapVoters.length > 0
+        ? { bootstrap: bootstrapFingerprint(outcome.identity.bootstrapVoters) }
+        : {}),
       peers: new Map(
         config.cluster
           .filter((n) => n.id !== config.id && members.has(n.id))

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { pack, unpack } from "msgpackr";
 
 /**
@@ -58,6 +58,8 @@ export interface Hello {
   readonly clusterId: string;
   readonly nodeId: number;
   readonly nonce: Uint8Array;
+  /** See `Challenge.bootstrap`. */
+  readonly bootstrap?: string;
 }
 
 export interface Challenge {
@@ -66,6 +68,22 @@ export interface Challenge {
   readonly nodeId: number;
   readonly nonce: Uint8Array;
   readonly proof: Uint8Array;
+  /**
+   * The voters this node's data was bootstrapped with (`bootstrapFingerprint`); absent on a node
+   * that joined. Two nodes bootstrapped from different `--cluster` lists wrote different entries
+   * at the same index and term 1, which Raft's log matching cannot survive: they must not talk.
+   */
+  readonly bootstrap?: string;
+}
+
+export const BOOTSTRAP_FINGERPRINT_BYTES_MAX = 256;
+
+/** The sorted voter ids, readable when short, else a digest of them. */
+export function bootstrapFingerprint(voters: readonly number[]): string {
+  const list = [...voters].sort((a, b) => a - b).join(",");
+  return list.length <= BOOTSTRAP_FINGERPRINT_BYTES_MAX
+    ? list
+    : `sha256:${createHash("sha256").update(list).digest("hex")}`;
 }
 
 export interface Proof {
@@ -129,6 +147,12 @@ export function decodeHandshake(payload: Uint8Array): Decoded {
       }
       if (!isNodeId(m.nodeId)) return malformed(`${m.kind}: bad nodeId`);
       if (!isBytes(m.nonce, HANDSHAKE_NONCE_BYTES)) return malformed(`${m.kind}: bad nonce`);
+      if (
+        m.bootstrap !== undefined &&
+        (typeof m.bootstrap !== "string" || m.bootstrap.length > BOOTSTRAP_FINGERPRINT_BYTES_MAX + 7)
+      )
+        return malformed(`${m.kind}: bad bootstrap`);
+      const bootstrap = typeof m.bootstrap === "string" ? { bootstrap: m.bootstrap } : {};
       if (m.kind === "hello") {
         if (!isClusterId(m.clusterId)) return malformed("hello: bad clusterId");
         return {
@@ -139,6 +163,7 @@ export function decodeHandshake(payload: Uint8Array): Decoded {
             clusterId: m.clusterId,
             nodeId: m.nodeId,
             nonce: m.nonce,
+            ...bootstrap,
           },
         };
       }
@@ -151,6 +176,7 @@ export function decodeHandshake(payload: Uint8Array): Decoded {
           nodeId: m.nodeId,
           nonce: m.nonce,
           proof: m.proof,
+          ...bootstrap,
         },
       };
     }

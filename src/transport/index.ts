@@ -8,6 +8,7 @@ export {
   type FrameDecoderOptions,
 } from "./framing.js";
 export {
+  bootstrapFingerprint,
   CLUSTER_ID_BYTES_MAX,
   HANDSHAKE_FRAME_BYTES_MAX,
   PEER_PROTOCOL_VERSION,

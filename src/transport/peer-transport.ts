@@ -85,6 +85,8 @@ export interface PeerTransportOptions {
    * is not a peer's hello: a client given the wrong port can then say which port is right.
    */
   readonly clientAddress?: string;
+  /** `bootstrapFingerprint` of the voters this node's data began with; absent on a node that joined. */
+  readonly bootstrap?: string;
   /** In [0, 1); jitters the backoff. Default Math.random. Handshake nonces never use it. */
   readonly random?: () => number;
   /** CRC32C and framing; default the TypeScript twin (pass `createCore().sync` to use WASM). */
@@ -211,6 +213,7 @@ export class PeerTransport {
   readonly #random: () => number;
   readonly #core: FrameCore;
   readonly #clientAddress: string | undefined;
+  readonly #bootstrap: string | undefined;
   readonly #peers = new Map<number, PeerState>();
   /** Accepted connections not yet authenticated (bounded by `inboundPendingMax`). */
   readonly #pending = new Set<Link>();
@@ -236,6 +239,7 @@ export class PeerTransport {
     this.nodeId = options.nodeId;
     this.clusterId = options.clusterId;
     this.#clientAddress = options.clientAddress?.slice(0, CLIENT_ADDRESS_BYTES_MAX);
+    this.#bootstrap = options.bootstrap;
     this.#o = {
       secret: new Uint8Array(secret),
       host: options.listen.host ?? d.host,
@@ -527,6 +531,7 @@ export class PeerTransport {
         clusterId: this.clusterId,
         nodeId: this.nodeId,
         nonce: link.nonce,
+        ...(this.#bootstrap === undefined ? {} : { bootstrap: this.#bootstrap }),
       });
     });
     socket.on("close", () => this.#onOutboundClosed(peer, link));
@@ -606,6 +611,15 @@ export class PeerTransport {
       this.#refuse(link, "unknown-node", `node ${hello.nodeId} is not a peer`);
       return;
     }
+    if (this.#bootstrapDiffers(hello.bootstrap)) {
+      this.#refuse(
+        link,
+        "cluster-mismatch",
+        `node ${hello.nodeId}'s data was bootstrapped with voters ${hello.bootstrap}, this node's with voters ${this.#bootstrap}: ` +
+          "every node's first --cluster must name the same members",
+      );
+      return;
+    }
     link.peerNonce = hello.nonce;
     link.state = "await-proof";
     this.#writeHandshake(link, {
@@ -614,7 +628,13 @@ export class PeerTransport {
       nodeId: this.nodeId,
       nonce: link.nonce,
       proof: handshakeProof(this.#o.secret, "listener", this.#transcript(link)),
+      ...(this.#bootstrap === undefined ? {} : { bootstrap: this.#bootstrap }),
     });
+  }
+
+  /** Both ends were bootstrapped (neither joined), from different voter lists. */
+  #bootstrapDiffers(theirs: string | undefined): boolean {
+    return theirs !== undefined && this.#bootstrap !== undefined && theirs !== this.#bootstrap;
   }
 
   /** Listener, step 2: the dialer's proof; then the connection carries its messages to us. */
@@ -643,6 +663,15 @@ export class PeerTransport {
   #onChallenge(link: Link, challenge: Challenge): void {
     if (challenge.nodeId !== link.peerId) {
       this.#refuse(link, "wrong-node", `expected node ${link.peerId}, reached node ${challenge.nodeId}`);
+      return;
+    }
+    if (this.#bootstrapDiffers(challenge.bootstrap)) {
+      this.#refuse(
+        link,
+        "cluster-mismatch",
+        `node ${challenge.nodeId}'s data was bootstrapped with voters ${challenge.bootstrap}, this node's with voters ${this.#bootstrap}: ` +
+          "every node's first --cluster must name the same members",
+      );
       return;
     }
     link.peerNonce = challenge.nonce;

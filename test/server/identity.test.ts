@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { MetaraftError } from "../../src/errors.js";
 import { MetaraftNode, type NodeConfig } from "../../src/server/node.js";
 import { LmdbRaftLog } from "../../src/storage/index.js";
+import { freePort } from "../helpers/cluster.js";
 import { InProcessCluster } from "../helpers/nodes.js";
 
 /** The bytes of every LMDB data file under `dir` (lock files record readers, not data). */
@@ -169,6 +171,52 @@ describe("cluster identity", () => {
       assert.equal(log.blank, false);
     } finally {
       await log.close();
+    }
+  });
+});
+
+describe("nodes bootstrapped from different --cluster lists", () => {
+  it("refuse each other's handshakes with cluster-mismatch, naming both voter lists, and elect nobody", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "metaraft-bootstrap-"));
+    const members = [];
+    for (const id of [1, 2, 3]) {
+      members.push({ id, host: "127.0.0.1", raftPort: await freePort(), clientPort: await freePort() });
+    }
+    const logs: string[] = [];
+    const logger = {
+      info: () => undefined,
+      warn: (obj: object, msg: string) => logs.push(`${msg} ${JSON.stringify(obj)}`),
+      error: (obj: object, msg: string) => logs.push(`${msg} ${JSON.stringify(obj)}`),
+    };
+    const base = {
+      clusterId: "c",
+      secret: "test-secret-of-sixteen-bytes",
+      tickMs: 20,
+      electionTicks: 10,
+      logger,
+    };
+    const nodes: MetaraftNode[] = [];
+    try {
+      // Node 1 was told of three voters, node 2 (by mistake) of two: their logs differ at index 3.
+      nodes.push(await MetaraftNode.start({ ...base, id: 1, cluster: members, dataDir: join(dir, "n1") }));
+      nodes.push(
+        await MetaraftNode.start({ ...base, id: 2, cluster: members.slice(0, 2), dataDir: join(dir, "n2") }),
+      );
+      await waitFor("both ends to refuse", () => {
+        const text = logs.join("\n");
+        return (
+          text.includes("node 2's data was bootstrapped with voters 1,2, this node's with voters 1,2,3") &&
+          text.includes("node 1's data was bootstrapped with voters 1,2,3, this node's with voters 1,2")
+        );
+      });
+      // Each needs the other for a quorum, and no message crossed: nobody can have been elected.
+      assert.deepEqual(
+        nodes.map((n) => n.host.isLeader),
+        [false, false],
+      );
+    } finally {
+      for (const node of nodes) await node.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
