@@ -24,6 +24,8 @@ export interface IdentityRequest {
   readonly joinedWith?: ClusterIdentity["joinedWith"];
   /** The state machine's applied index: a state ahead of a blank log is not this log's. */
   readonly stateApplied: number;
+  /** Members whose addresses the replicated member records hold (added online). */
+  readonly recorded?: readonly NodeId[];
   readonly now?: () => Date;
 }
 
@@ -202,12 +204,29 @@ export async function establishIdentity(
     );
   }
   const all = [...members.voters, ...members.learners].sort((a, b) => a - b);
-  // A node that joined takes its addresses from the cluster, so its flags need not list everyone.
-  if (!joining && identity.bootstrapVoters.length > 0 && list(all) !== list(named)) {
-    throw mismatch(
-      `the log in ${request.dataDir} says the members are ${describe(members)}, but --cluster names ${list(named)}: ` +
-        `give --cluster every member's address, or start with --force-new-cluster to rebuild a one-node cluster from this data`,
-    );
+  if (!joining) {
+    // --cluster gives addresses only: it may leave out members whose addresses are replicated
+    // (added online) or were learned at join, but it must not name a node the log does not
+    // hold, and every member must be reachable at some address.
+    const strangers = named.filter((id) => !all.includes(id));
+    if (strangers.length > 0) {
+      throw mismatch(
+        `the log in ${request.dataDir} says the members are ${describe(members)}, but --cluster also names ${list(strangers)}: ` +
+          "drop them from --cluster (add a member with `metaraft member add`), or start with --force-new-cluster to rebuild a one-node cluster from this data",
+      );
+    }
+    const known = new Set([
+      ...named,
+      ...(request.recorded ?? []),
+      ...(identity.joinedWith ?? []).map((m) => m.id),
+    ]);
+    const unaddressed = all.filter((id) => !known.has(id));
+    if (unaddressed.length > 0) {
+      throw mismatch(
+        `the log in ${request.dataDir} says the members are ${describe(members)}, but --cluster names ${list(named)} and no address of ${list(unaddressed)} is known: ` +
+          "give --cluster every member's address, or start with --force-new-cluster to rebuild a one-node cluster from this data",
+      );
+    }
   }
   return { identity, members, warnings, bootstrapped: false };
 }

@@ -311,6 +311,7 @@ export class MetaraftNode {
         named: config.cluster.map((n) => n.id),
         dataDir: config.dataDir,
         stateApplied: store.appliedIndex,
+        recorded: readMembers(store).map((m) => m.id),
         ...(config.forceNewCluster ? { forceNewCluster: true } : {}),
       });
       for (const warning of outcome.warnings) config.logger?.warn({ node: config.id }, warning);

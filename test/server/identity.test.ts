@@ -89,7 +89,13 @@ describe("cluster identity", () => {
     const self = config.cluster.find((m) => m.id === 1)!;
     await refused(
       { ...config, cluster: [self] },
-      /says the members are voters 1,2,3, but --cluster names 1: .*--force-new-cluster/,
+      /says the members are voters 1,2,3, but --cluster names 1 and no address of 2,3 is known: .*--force-new-cluster/,
+    );
+    assertUnchanged(before, config.dataDir);
+    // A node the log does not hold, named by --cluster, is refused too.
+    await refused(
+      { ...config, cluster: [...config.cluster, { id: 9, host: "127.0.0.1", raftPort: 1, clientPort: 2 }] },
+      /says the members are voters 1,2,3, but --cluster also names 9: drop them/,
     );
     assertUnchanged(before, config.dataDir);
     await cluster.startNode(1);
@@ -148,7 +154,12 @@ describe("cluster identity", () => {
       await forced.close();
     }
     // From now on its data says one member: the old three-member flags contradict it.
-    await refused(config, new RegExp(`says the members are voters ${survivor}, but --cluster names 1,2,3`));
+    await refused(
+      config,
+      new RegExp(
+        `says the members are voters ${survivor}, but --cluster also names ${[1, 2, 3].filter((id) => id !== survivor).join(",")}: drop them`,
+      ),
+    );
     const again = await MetaraftNode.start({ ...config, cluster: [self] });
     try {
       assert.equal(again.warnings.length, 0);
