@@ -1,7 +1,6 @@
 import { type CoreSync, encodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
-import type { SoftState } from "../raft/index.js";
-import type { RaftHost } from "../server/raft-host.js";
+import type { RaftHost } from "../host/index.js";
 import { encodeEntry } from "./entry-codec.js";
 import { callKey, lookupReply, REPLY_TTL_MS, replyWrite, SweepSchedule } from "./replies.js";
 import type { ApplyResult } from "./state-machine.js";
@@ -62,8 +61,8 @@ export class WritePipeline {
   readonly #inflight = new Map<string, Promise<Record<string, unknown>>>();
   #batchesInFlight = 0;
   #nextTxid = 0;
-  /** The index of this leader's no-op: it serves writes once that is applied. */
-  #readyAtIndex = Number.POSITIVE_INFINITY;
+  /** This node leads and has applied its term's no-op: it serves writes. */
+  #ready = false;
   /** After a dropped batch: no execution until the batches before it are applied. */
   #draining = false;
   readonly #sweeps = new SweepSchedule();
@@ -101,6 +100,12 @@ export class WritePipeline {
     this.#batchBytesMax = options.batchBytesMax ?? PIPELINE_DEFAULTS.batchBytesMax;
     this.#queueMax = options.queueMax ?? PIPELINE_DEFAULTS.queueMax;
     this.#reader = new LayeredReader([this.#overlay], store);
+    host.leadership.subscribe({
+      leaderReady: () => {
+        this.#ready = true;
+      },
+      notLeader: () => this.#onNotLeader(),
+    });
   }
 
   /** The leader's view: committed state plus the overlay. */
@@ -108,15 +113,13 @@ export class WritePipeline {
     return this.#reader;
   }
 
-  onSoftState(state: SoftState): void {
-    if (state.role === "leader") {
-      this.#readyAtIndex = this.#host.raft.log.lastIndex();
-      return;
-    }
+  #onNotLeader(): void {
     // Nothing executed here may leak into state unless it was committed: drop the overlay.
-    this.#readyAtIndex = Number.POSITIVE_INFINITY;
+    this.#ready = false;
     this.#overlay.clear();
-    const error = new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: state.leader } });
+    const error = new MetaraftError("MR_ERR_NOT_LEADER", undefined, {
+      details: { leader: this.#host.leader },
+    });
     for (const queued of this.#queue.splice(0)) queued.reject(error);
   }
 
@@ -129,7 +132,7 @@ export class WritePipeline {
     if (!this.#host.isLeader) {
       throw new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader: this.#host.leader } });
     }
-    if (this.#store.appliedIndex < this.#readyAtIndex || this.#draining) {
+    if (!this.#ready || this.#draining) {
       throw new MetaraftError("MR_ERR_NOT_READY", "the leader is applying the entries before its term");
     }
     if (this.#nextTxid <= this.#store.lastTxid) this.#nextTxid = this.#store.lastTxid + 1;

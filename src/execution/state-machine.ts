@@ -1,7 +1,7 @@
 import { type CoreSync, decodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
+import type { StateMachine } from "../host/index.js";
 import type { Entry } from "../raft/index.js";
-import type { StateMachine } from "../server/raft-host.js";
 import { decodeEntry } from "./entry-codec.js";
 import { confChangeOf, memberWrites } from "./members.js";
 import { lookupReply, REPLY_TTL_MS, replyWrite } from "./replies.js";

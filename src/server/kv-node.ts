@@ -1,8 +1,8 @@
 import { MetaraftError } from "../errors.js";
+import { RaftHost } from "../host/index.js";
 import type { NodeId, RaftLogStore } from "../raft/index.js";
 import { PeerTransport, type TransportLogger } from "../transport/index.js";
 import { encodeKvCommand, KvStateMachine } from "./kv-state-machine.js";
-import { RaftHost } from "./raft-host.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
 export interface NodeAddress {

@@ -1,7 +1,7 @@
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
+import type { StateMachine } from "../host/index.js";
 import type { Entry } from "../raft/index.js";
-import type { StateMachine } from "./raft-host.js";
 
 /** A command of the minimal replicated key-value store that proves the consensus layer. */
 export type KvCommand =

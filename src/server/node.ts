@@ -6,6 +6,7 @@ import { type ExecutionMode, PIPELINE_DEFAULTS, WritePipeline } from "../executi
 import { type ApplyResult, NamespaceStateMachine } from "../execution/state-machine.js";
 import { StateStore } from "../execution/state-store.js";
 import type { Request, RequestSpec } from "../execution/types.js";
+import { RaftHost } from "../host/index.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
 import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
 import {
@@ -17,7 +18,6 @@ import {
 import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../transport/index.js";
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import type { NodeAddress } from "./kv-node.js";
-import { RaftHost } from "./raft-host.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
 /** Every setting of a node; `metaraft start` reads them from YAML and flags. */
@@ -252,7 +252,6 @@ export class MetaraftNode {
         this.#transport.addPeer(record.id, splitAddress(record.peer));
       }
     }
-    let pipeline: WritePipeline | undefined;
     this.host = new RaftHost<ApplyResult>({
       id: config.id,
       storage: this.#log,
@@ -264,11 +263,10 @@ export class MetaraftNode {
       ...(config.snapshotTrailingEntries === undefined
         ? {}
         : { snapshotTrailingEntries: config.snapshotTrailingEntries }),
-      onSoftState: (state) => pipeline?.onSoftState(state),
       onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
     });
-    pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
+    const pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
       mode: config.execution?.mode ?? PIPELINE_DEFAULTS.mode,
       batchers: config.execution?.batchers ?? PIPELINE_DEFAULTS.batchers,
       batchBytesMax: config.execution?.batchBytesMax ?? PIPELINE_DEFAULTS.batchBytesMax,

@@ -12,6 +12,7 @@ import {
   type Ready,
   type SoftState,
 } from "../raft/index.js";
+import { Leadership } from "./leadership.js";
 
 /** What the host needs of a transport: opaque payloads to and from peers, best effort. */
 export interface HostTransport {
@@ -76,7 +77,6 @@ export interface RaftHostOptions<Result> {
   /** A state copy being streamed waits while more than this is queued for its follower. */
   readonly snapshotStreamQueuedBytesMax?: number;
   readonly random?: () => number;
-  readonly onSoftState?: (state: SoftState) => void;
   /** A membership change was applied here (after the state machine applied its entry). */
   readonly onConfChange?: (change: ConfChange, members: ConfState) => void;
   /** The node cannot go on (a corrupt log record, a failed write); the default only warns. */
@@ -132,6 +132,8 @@ interface StateStreamPiece {
  */
 export class RaftHost<Result> {
   readonly raft: Raft;
+  /** Every change of leadership this node sees; subscribe to run leader-only work. */
+  readonly leadership: Leadership;
   readonly #options: RaftHostOptions<Result>;
   readonly #inbox: Message[] = [];
   readonly #proposals = new Map<number, Pending<Result> & { term: number }>();
@@ -200,6 +202,7 @@ export class RaftHost<Result> {
       random: options.random ?? Math.random,
     });
     this.#applied = applied;
+    this.leadership = new Leadership(options.id);
     this.#lastSnapshotIndex = options.storage.snapshot().meta.index;
     this.#replayConfChanges(applied);
     this.#confState = this.raft.confState();
@@ -567,6 +570,10 @@ export class RaftHost<Result> {
 
   async #handle(ready: Ready): Promise<void> {
     if (ready.softState) this.#onSoftState(ready.softState);
+    // After the host's own clean-up, so a subscriber never sees proposals of a lost term pending.
+    if (ready.softState || ready.hardState) {
+      this.leadership.observe(this.raft.term, this.raft.leader, this.raft.log.lastIndex());
+    }
     // The leader's appends go out while its own write is under way.
     for (const message of ready.eagerMessages) this.#send(message);
     // Committed entries below the first new one are already in the durable log: apply them
@@ -579,7 +586,10 @@ export class RaftHost<Result> {
         this.#apply(ready.committedEntries[early]!);
         early++;
       }
-      if (early > 0) this.#releaseReads();
+      if (early > 0) {
+        this.#releaseReads();
+        this.leadership.applied(this.#applied);
+      }
     }
     if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
       this.stats.saves++;
@@ -605,6 +615,7 @@ export class RaftHost<Result> {
       this.#readsWaitingForApply.push({ index: read.index, key: textDecoder.decode(read.ctx) });
     }
     this.#releaseReads();
+    this.leadership.applied(this.#applied);
     this.raft.advance();
     this.#maybeSnapshot();
   }
@@ -646,7 +657,6 @@ export class RaftHost<Result> {
       this.#proposals.clear();
       this.#failReads(error);
     }
-    this.#options.onSoftState?.(state);
   }
 
   get #durableMachine(): boolean {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { unpack } from "msgpackr";
+import { type HostTransport, RaftHost, type RaftHostOptions } from "../../src/host/index.js";
 import { MemoryStorage, type NodeId, type RaftLogStore, type RaftUpdate } from "../../src/raft/index.js";
 import { encodeKvCommand, type KvResult, KvStateMachine } from "../../src/server/kv-state-machine.js";
-import { type HostTransport, RaftHost, type RaftHostOptions } from "../../src/server/raft-host.js";
 
 /** An in-process network: payloads cross on the next turn of the event loop unless the link is down. */
 class LoopbackNetwork {
