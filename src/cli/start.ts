@@ -92,11 +92,12 @@ export async function runNode(
   }
   process.stdout.write(
     `node ${settings.id} ready: client ${self.host}:${self.clientPort}, raft ${self.host}:${self.raftPort}, ` +
-      `data ${config.dataDir}, cluster ${settings.clusterId} (members ${membersText(node.host.raft.confState())})\n`,
+      `data ${config.dataDir}, cluster ${settings.clusterId} (members ${membersText(node.startMembers)})\n`,
   );
 }
 
 function membersText(members: { voters: readonly number[]; learners: readonly number[] }): string {
+  if (members.voters.length === 0 && members.learners.length === 0) return "none yet: joining";
   const learners = members.learners.length > 0 ? `; learners ${members.learners.join(",")}` : "";
   return `${members.voters.join(",")}${learners}`;
 }

@@ -204,6 +204,11 @@ export class MetaraftNode {
   readonly identity: ClusterIdentity;
   /** What the start found that the operator must be told (a forced new cluster, old data). */
   readonly warnings: readonly string[];
+  /**
+   * The membership the log held at start (its snapshot and every committed change): Raft's own
+   * view lags until those entries are applied, which on a first start is after the banner.
+   */
+  readonly startMembers: ConfState;
 
   private constructor(
     config: NodeConfig,
@@ -217,6 +222,7 @@ export class MetaraftNode {
     this.config = config;
     this.identity = outcome.identity;
     this.warnings = outcome.warnings;
+    this.startMembers = outcome.members;
     this.core = createCore({ mode: config.core?.mode ?? "auto" });
     this.#logEnv = logEnv;
     this.env = stateEnv;

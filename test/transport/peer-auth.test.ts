@@ -103,8 +103,11 @@ describe("peer authentication", () => {
       await waitFor(
         () =>
           pair.a.logger.warnings((e) => e.msg === "peer handshake refused" && reason("cluster-mismatch")(e))
-            .length > 0 && pair.a.logger.warnings((e) => e.msg === "peer refused the handshake").length > 0,
-        "node 1 to refuse node 3's hello and be refused by node 3",
+            .length > 0 &&
+          pair.a.logger.warnings((e) => e.msg === "peer refused the handshake").length > 0 &&
+          // Node 3 learns of node 1's refusal a little later, on its own socket: wait for that too.
+          x.logger.warnings((e) => e.msg === "peer refused the handshake").length > 0,
+        "node 1 to refuse node 3's hello and be refused by node 3, and node 3 to log node 1's refusal",
       );
       // Both ends say which cluster the listener expected, so the operator sees both ids.
       const dialerSaw = x.logger
