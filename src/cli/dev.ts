@@ -61,6 +61,32 @@ export function restartDelayMs(recent: number): number {
   return Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS * 2 ** recent);
 }
 
+/** One node's restarts under --restart: at most RESTARTS_MAX in any RESTART_WINDOW_MS. */
+export class RestartBudget {
+  readonly #now: () => number;
+  /** When each restart within the window was granted, oldest first; at most RESTARTS_MAX. */
+  #granted: number[] = [];
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** Restarts granted within the window, this one included once granted. */
+  get used(): number {
+    return this.#granted.length;
+  }
+
+  /** The wait before the next restart, or undefined when the window holds RESTARTS_MAX already. */
+  grant(): number | undefined {
+    const now = this.#now();
+    this.#granted = this.#granted.filter((t) => now - t < RESTART_WINDOW_MS);
+    if (this.#granted.length >= RESTARTS_MAX) return undefined;
+    const delayMs = restartDelayMs(this.#granted.length);
+    this.#granted.push(now);
+    return delayMs;
+  }
+}
+
 const script = fileURLToPath(new URL("./metaraft.js", import.meta.url));
 
 interface DevNode {
@@ -79,8 +105,7 @@ interface DevNode {
   served: boolean;
   /** Set while a restart waits out its backoff. */
   restartTimer: NodeJS.Timeout | undefined;
-  /** When each restart within the last RESTART_WINDOW_MS was decided. */
-  restartTimes: number[];
+  readonly restarts: RestartBudget;
   /** The last `error: …` line the current process printed, without `error: `. */
   lastError?: string;
 }
@@ -234,7 +259,7 @@ export async function runDev(o: DevOptions): Promise<number> {
         ready: false,
         served: false,
         restartTimer: undefined,
-        restartTimes: [],
+        restarts: new RestartBudget(),
       });
     }
   } catch (error) {
@@ -306,13 +331,10 @@ export async function runDev(o: DevOptions): Promise<number> {
       `node ${node.id} died (${how}${lastError}); ${running().length} of ${plural(nodes.length, "node")} still running`,
     ];
     if (o.restart) {
-      const now = Date.now();
-      node.restartTimes = node.restartTimes.filter((t) => now - t < RESTART_WINDOW_MS);
-      if (node.restartTimes.length < RESTARTS_MAX) {
-        const delayMs = restartDelayMs(node.restartTimes.length);
-        node.restartTimes.push(now);
+      const delayMs = node.restarts.grant();
+      if (delayMs !== undefined) {
         lines.push(
-          `restarting node ${node.id} in ${delayMs} ms (restart ${node.restartTimes.length} of at most ${RESTARTS_MAX} in ${RESTART_WINDOW_MS / 1000} s)`,
+          `restarting node ${node.id} in ${delayMs} ms (restart ${node.restarts.used} of at most ${RESTARTS_MAX} in ${RESTART_WINDOW_MS / 1000} s)`,
         );
         node.restartTimer = setTimeout(() => {
           node.restartTimer = undefined;

@@ -7,7 +7,9 @@ import { after, describe, it } from "node:test";
 import {
   RESTART_BACKOFF_MAX_MS,
   RESTART_BACKOFF_MIN_MS,
+  RESTART_WINDOW_MS,
   RESTARTS_MAX,
+  RestartBudget,
   restartDelayMs,
   shellQuote,
 } from "../../src/cli/dev.js";
@@ -66,7 +68,32 @@ describe("metaraft dev, without processes", () => {
     const delays = Array.from({ length: RESTARTS_MAX }, (_, i) => restartDelayMs(i));
     assert.equal(delays[0], RESTART_BACKOFF_MIN_MS);
     for (let i = 1; i < delays.length; i++) assert.ok(delays[i]! >= delays[i - 1]!, String(delays));
+    assert.ok(delays.every((d) => d <= RESTART_BACKOFF_MAX_MS));
     assert.equal(restartDelayMs(1000), RESTART_BACKOFF_MAX_MS);
+  });
+
+  it("grants RESTARTS_MAX restarts in a window, then none until the first leaves the window", () => {
+    let now = 1_000_000;
+    const budget = new RestartBudget(() => now);
+    const granted: (number | undefined)[] = [];
+    for (let i = 0; i < RESTARTS_MAX; i++) {
+      granted.push(budget.grant());
+      now += 1000;
+    }
+    assert.deepEqual(
+      granted,
+      Array.from({ length: RESTARTS_MAX }, (_, i) => restartDelayMs(i)),
+    );
+    assert.equal(budget.used, RESTARTS_MAX);
+    assert.equal(budget.grant(), undefined, "a crash loop is left down");
+    // The first restart leaves the window: one more, after the longest wait of the four left.
+    now = 1_000_000 + RESTART_WINDOW_MS;
+    assert.equal(budget.grant(), restartDelayMs(RESTARTS_MAX - 1));
+    assert.equal(budget.grant(), undefined);
+    // A node quiet for a whole window starts again from the shortest wait.
+    now += RESTART_WINDOW_MS;
+    assert.equal(budget.grant(), RESTART_BACKOFF_MIN_MS);
+    assert.equal(budget.used, 1);
   });
 
   it("quotes arguments so that the shell reads them back unchanged", () => {
