@@ -17,7 +17,7 @@ import {
   SETTINGS,
   settingsToYaml,
 } from "./config.js";
-import { RESTART_WINDOW_MS, RESTARTS_MAX } from "./dev.js";
+import { RESTART_WINDOW_MS, RESTARTS_MAX, runDev } from "./dev.js";
 import { DEFAULT_ENDPOINTS } from "./endpoints.js";
 import {
   asUsage,
@@ -198,7 +198,6 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
       `restart a node that dies, with backoff, at most ${RESTARTS_MAX} times in ${RESTART_WINDOW_MS / 1000} s (default: leave it down and print the command that restarts it)`,
     )
     .action(async (options: Record<string, unknown>) => {
-      const { runDev } = await import("./dev.js");
       process.exitCode = await runDev({
         nodes: options.nodes as number,
         data: options.data as string,
