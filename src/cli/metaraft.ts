@@ -17,6 +17,7 @@ import {
   SETTINGS,
   settingsToYaml,
 } from "./config.js";
+import { RESTART_WINDOW_MS, RESTARTS_MAX, runDev } from "./dev.js";
 import { DEFAULT_ENDPOINTS } from "./endpoints.js";
 import {
   asUsage,
@@ -188,12 +189,15 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
     .addOption(
       new Option(
         "--log-level <level>",
-        "the nodes' log level, logs to stderr (default: the config's, else error)",
+        "the nodes' log level, in their log files and on the terminal (default: the config's, else info in <dir>/node-i/node.log and error on the terminal)",
       ).choices(LOG_LEVELS),
     )
     .option("--no-sync", "do not fsync (tests and benchmarks only)")
+    .option(
+      "--restart",
+      `restart a node that dies, with backoff, at most ${RESTARTS_MAX} times in ${RESTART_WINDOW_MS / 1000} s (default: leave it down and print the command that restarts it)`,
+    )
     .action(async (options: Record<string, unknown>) => {
-      const { runDev } = await import("./dev.js");
       process.exitCode = await runDev({
         nodes: options.nodes as number,
         data: options.data as string,
@@ -205,6 +209,7 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
         ...(typeof options.config === "string" ? { config: options.config } : {}),
         ...(typeof options.secret === "string" ? { secret: options.secret } : {}),
         ...(options.sync === false ? { noSync: true } : {}),
+        ...(options.restart === true ? { restart: true } : {}),
       });
     });
 

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { freeRange } from "../helpers/dev.js";
 
 /**
  * The `metaraft` command as a user runs it: `metaraft dev --nodes 3` as a real process tree on
@@ -14,33 +15,6 @@ import { fileURLToPath } from "node:url";
 
 const cliPath = fileURLToPath(new URL("../../src/cli/metaraft.js", import.meta.url));
 const NODES = 3;
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port from the OS (bind port 0) whose next `count - 1` ports are free too. */
-async function freeRange(count: number, avoid: ReadonlySet<number> = new Set()): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = await new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as { port: number }).port;
-        server.close(() => resolve(port));
-      });
-    });
-    if (base + count > 65535) continue;
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if (ports.some((p) => avoid.has(p))) continue;
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
-  }
-  throw new Error("no free port range");
-}
 
 interface Run {
   readonly code: number;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { describe, it } from "node:test";
-import { formatLogLine } from "../../src/cli/dev.js";
+import { formatLogLine } from "../../src/cli/dev-log.js";
 import {
   DEFAULT_ENDPOINTS,
   parseEndpoints,
