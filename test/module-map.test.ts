@@ -14,6 +14,8 @@ const LAYERS = [
   "raft",
   "storage",
   "transport",
+  // Every operator setting, declared once: the host, the write path and the node take their defaults from it.
+  "settings.ts",
   "host",
   "execution",
   "namespace",

@@ -1,76 +1,47 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { parseDocument, stringify } from "yaml";
-import type { CoreMode } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
-import type { ExecutionMode } from "../execution/pipeline.js";
-import { type NodeAddress, parseCluster } from "../server/kv-node.js";
+import { parseCluster } from "../server/kv-node.js";
 import type { NodeConfig } from "../server/node.js";
-import { CLUSTER_ID_BYTES_MAX, SECRET_BYTES_MIN } from "../transport/handshake.js";
-import { DEFAULT_CLUSTER_ID } from "./endpoints.js";
+import {
+  DEFAULT_HOST,
+  defaultOf,
+  type NodeAddress,
+  type PathedSetting,
+  SETTING_LIST,
+  SETTINGS,
+  type Setting,
+  type Settings,
+} from "../settings.js";
 
 /**
  * The configuration of one node, as `metaraft start` reads it: a YAML file (`--config FILE`),
  * then flags, which override the file, then defaults that run node 1 of a one-node cluster on
- * this machine. Every setting is described once, in `SETTINGS`, which gives its place in the
- * YAML file, its flag, its default, its check and its line of `metaraft start --help`.
+ * this machine. Every setting is declared once, in `SETTINGS` (src/settings.ts); this module
+ * reads, checks and describes them from that table: the YAML paths, the flags, the checks, the
+ * lines of `metaraft start --help` and its config template.
  */
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-export const EXECUTION_MODES = [
-  "leader-execution",
-  "replicated-request",
-] as const satisfies readonly ExecutionMode[];
-export const CORE_MODES = ["auto", "ts", "wasm", "pool"] as const satisfies readonly CoreMode[];
+export {
+  CORE_MODES,
+  DEFAULT_CLIENT_PORT,
+  DEFAULT_DATA_ROOT,
+  DEFAULT_HOST,
+  DEFAULT_RAFT_PORT,
+  EXECUTION_MODES,
+  LOG_LEVELS,
+  type LogLevel,
+  SETTING_LIST,
+  SETTINGS,
+  type Settings,
+} from "../settings.js";
 
 /** The dev-cluster secret; fine on loopback, to be replaced anywhere else. */
-export const DEV_SECRET = "metaraft-dev-secret-change-me";
-export const DEV_CLUSTER_ID = DEFAULT_CLUSTER_ID;
-export const DEFAULT_HOST = "127.0.0.1";
-export const DEFAULT_RAFT_PORT = 7001;
-export const DEFAULT_CLIENT_PORT = 8001;
-export const DEFAULT_DATA_ROOT = "./data";
-
-/** The effective configuration of a node, every setting filled in and checked. */
-export interface Settings {
-  readonly id: number;
-  readonly cluster: readonly NodeAddress[];
-  /** As given (relative paths are relative to the working directory). */
-  readonly data: string;
-  readonly clusterId: string;
-  readonly secret: string;
-  readonly raft: {
-    readonly tickMs: number;
-    readonly electionTicks: number;
-    readonly snapshotEntries: number;
-    readonly snapshotTrailingEntries: number;
-  };
-  readonly execution: {
-    readonly mode: ExecutionMode;
-    readonly batchers: number;
-    readonly batchBytesMax: number;
-  };
-  readonly core: { readonly mode: CoreMode };
-  readonly requestBytesMax: number;
-  readonly noSync: boolean;
-  readonly log: { readonly level: LogLevel };
-}
+export const DEV_SECRET: string = SETTINGS.secret.default;
+export const DEV_CLUSTER_ID: string = SETTINGS.clusterId.default;
 
 type Check = (value: unknown, fromFlag: boolean) => unknown;
-
-export interface SettingSpec {
-  /** Where the setting sits in the YAML file, dotted. */
-  readonly path: string;
-  /** The flag, without `--`. */
-  readonly flag: string;
-  /** The flag's argument in help, e.g. `<ms>`; none for a boolean. */
-  readonly arg?: string;
-  readonly description: string;
-  /** Shown in help. */
-  readonly defaultText: string;
-  readonly check: Check;
-}
 
 /** Thrown by a `Check`; becomes MR_ERR_INVALID_ARGUMENT naming the setting and where it came from. */
 class Rule extends Error {}
@@ -126,7 +97,6 @@ function show(value: unknown): string {
 }
 
 const PORT_MAX = 65535;
-const MiB = 1024 * 1024;
 
 /** A cluster: `1@host:raftPort:clientPort,2@…`, or a list of such strings or of maps. */
 function checkCluster(value: unknown): NodeAddress[] {
@@ -185,138 +155,23 @@ function parseMembers(items: readonly unknown[]): NodeAddress[] {
   });
 }
 
-/** Every setting, in the order of `metaraft start --help` and of the YAML file. */
-export const SETTINGS: readonly SettingSpec[] = [
-  {
-    path: "id",
-    flag: "id",
-    arg: "<n>",
-    description: "this node's id, a member of the cluster",
-    defaultText: "1",
-    check: integer(1, Number.MAX_SAFE_INTEGER),
-  },
-  {
-    path: "cluster",
-    flag: "cluster",
-    arg: "<members>",
-    description: "every member, id@host:raftPort:clientPort joined by commas",
-    defaultText: `"<id>@${DEFAULT_HOST}:${DEFAULT_RAFT_PORT}:${DEFAULT_CLIENT_PORT}" (a one-node cluster)`,
-    check: checkCluster,
-  },
-  {
-    path: "data",
-    flag: "data",
-    arg: "<dir>",
-    description: "this node's data directory (created if missing)",
-    defaultText: `${DEFAULT_DATA_ROOT}/node-<id>`,
-    check: text(1, 4096),
-  },
-  {
-    path: "clusterId",
-    flag: "cluster-id",
-    arg: "<name>",
-    description: "the cluster's name; nodes and clients must agree on it",
-    defaultText: DEV_CLUSTER_ID,
-    check: text(1, CLUSTER_ID_BYTES_MAX),
-  },
-  {
-    path: "secret",
-    flag: "secret",
-    arg: "<secret>",
-    description: `the peers' shared secret (at least ${SECRET_BYTES_MIN} bytes)`,
-    defaultText: "a dev secret: change it off loopback",
-    check: text(SECRET_BYTES_MIN, 4096),
-  },
-  {
-    path: "raft.tickMs",
-    flag: "tick-ms",
-    arg: "<ms>",
-    description: "Raft tick (heartbeat interval)",
-    defaultText: "50",
-    check: integer(1, 60_000),
-  },
-  {
-    path: "raft.electionTicks",
-    flag: "election-ticks",
-    arg: "<n>",
-    description: "ticks without a leader before an election",
-    defaultText: "10",
-    check: integer(2, 10_000),
-  },
-  {
-    path: "raft.snapshotEntries",
-    flag: "snapshot-entries",
-    arg: "<n>",
-    description: "applied entries between snapshots (log compaction)",
-    defaultText: "10000",
-    check: integer(1, 2 ** 31 - 1),
-  },
-  {
-    path: "raft.snapshotTrailingEntries",
-    flag: "snapshot-trailing-entries",
-    arg: "<n>",
-    description: "entries kept behind a snapshot, so that a follower slightly behind catches up from the log",
-    defaultText: "1000",
-    check: integer(0, 2 ** 31 - 1),
-  },
-  {
-    path: "execution.mode",
-    flag: "execution-mode",
-    arg: "<mode>",
-    description: EXECUTION_MODES.join(" | "),
-    defaultText: "leader-execution",
-    check: oneOf(EXECUTION_MODES),
-  },
-  {
-    path: "execution.batchers",
-    flag: "batchers",
-    arg: "<n>",
-    description: "batches (Raft entries) in flight at once, 1 to 32",
-    defaultText: "6",
-    check: integer(1, 32),
-  },
-  {
-    path: "execution.batchBytesMax",
-    flag: "batch-bytes-max",
-    arg: "<bytes>",
-    description: "write-set bytes one batch takes at most",
-    defaultText: String(4 * MiB),
-    check: integer(1024, 8 * MiB),
-  },
-  {
-    path: "core.mode",
-    flag: "core-mode",
-    arg: "<mode>",
-    description: `the byte-level core: ${CORE_MODES.join(" | ")}`,
-    defaultText: "auto",
-    check: oneOf(CORE_MODES),
-  },
-  {
-    path: "requestBytesMax",
-    flag: "request-bytes-max",
-    arg: "<bytes>",
-    description: "the largest request a client may send",
-    defaultText: String(4 * MiB),
-    check: integer(1024, 16 * MiB),
-  },
-  {
-    path: "noSync",
-    flag: "no-sync",
-    description: "do not fsync commits (tests and benchmarks only: loses data on a crash)",
-    defaultText: "false",
-    check: boolean(),
-  },
-  {
-    path: "log.level",
-    flag: "log-level",
-    arg: "<level>",
-    description: `log level (logs go to stderr): ${LOG_LEVELS.join(" | ")}`,
-    defaultText: "info",
-    check: oneOf(LOG_LEVELS),
-  },
-];
+function checkOf(setting: Setting): Check {
+  switch (setting.type) {
+    case "integer":
+      return integer(setting.min, setting.max);
+    case "enum":
+      return oneOf(setting.values);
+    case "string":
+      return text(setting.minBytes, setting.maxBytes);
+    case "boolean":
+      return boolean();
+    case "members":
+      return checkCluster;
+  }
+}
 
-const BY_PATH = new Map(SETTINGS.map((s) => [s.path, s]));
+const BY_PATH = new Map(SETTING_LIST.map((s) => [s.path, s]));
+const CHECKS = new Map(SETTING_LIST.map((s) => [s.path, checkOf(s)]));
 
 /** Values by setting path, not yet checked. */
 export type RawSettings = Readonly<Record<string, unknown>>;
@@ -360,7 +215,7 @@ export function parseConfigText(source: string, name: string): ConfigFile {
         if (value !== null && value !== undefined) values[path] = value;
         continue;
       }
-      const isSection = SETTINGS.some((s) => s.path.startsWith(`${path}.`));
+      const isSection = SETTING_LIST.some((s) => s.path.startsWith(`${path}.`));
       if (isSection && typeof value === "object" && value !== null && !Array.isArray(value)) {
         walk(value as Record<string, unknown>, `${path}.`);
         continue;
@@ -379,7 +234,7 @@ export function parseConfigText(source: string, name: string): ConfigFile {
 
 function suggestion(path: string): string {
   const last = path.split(".").pop()!.toLowerCase().replaceAll(/[-_]/g, "");
-  const near = SETTINGS.find(
+  const near = SETTING_LIST.find(
     (s) => s.path.split(".").pop()!.toLowerCase() === last || s.flag.replaceAll("-", "") === last,
   );
   return near ? ` (did you mean ${near.path}?)` : "";
@@ -402,10 +257,10 @@ export function loadConfigFile(file: string): ConfigFile {
  */
 export function flagValues(options: Readonly<Record<string, unknown>>): RawSettings {
   const values: Record<string, unknown> = {};
-  for (const s of SETTINGS) {
-    if (s.flag === "no-sync") {
+  for (const s of SETTING_LIST) {
+    if (s.type === "boolean" && s.flag.startsWith("no-")) {
       // Commander turns --no-sync into sync: false, and sync: true when absent.
-      if (options.sync === false) values[s.path] = true;
+      if (options[camel(s.flag.slice(3))] === false) values[s.path] = true;
       continue;
     }
     const value = options[camel(s.flag)];
@@ -423,58 +278,49 @@ export function camel(flag: string): string {
  * MR_ERR_INVALID_ARGUMENT naming the setting and where it came from.
  */
 export function resolveSettings(sources: { file?: ConfigFile; flags?: RawSettings } = {}): Settings {
-  const take = (path: string, fallback: () => unknown): unknown => {
-    const spec = BY_PATH.get(path)!;
-    const flags = sources.flags ?? {};
-    const fromFlag = Object.hasOwn(flags, path);
-    const fromFile = !fromFlag && sources.file !== undefined && Object.hasOwn(sources.file.values, path);
-    if (!fromFlag && !fromFile) return fallback();
-    const value = fromFlag ? flags[path] : sources.file!.values[path];
+  const flags = sources.flags ?? {};
+  const origin = (path: string): "flag" | "file" | "default" =>
+    Object.hasOwn(flags, path)
+      ? "flag"
+      : sources.file !== undefined && Object.hasOwn(sources.file.values, path)
+        ? "file"
+        : "default";
+  const where = (path: string): string => {
+    const from = origin(path);
+    return from === "flag"
+      ? `--${BY_PATH.get(path)!.flag}`
+      : from === "file"
+        ? `${path} in ${sources.file!.name}`
+        : `${path} (default)`;
+  };
+  const take = (setting: PathedSetting, id: number): unknown => {
+    const from = origin(setting.path);
+    if (from === "default") return defaultOf(setting, id);
+    const value = from === "flag" ? flags[setting.path] : sources.file!.values[setting.path];
     try {
-      return spec.check(value, fromFlag);
+      return CHECKS.get(setting.path)!(value, from === "flag");
     } catch (error) {
       if (!(error instanceof Rule)) throw error;
-      const where = fromFlag ? `--${spec.flag}` : `${path} in ${sources.file!.name}`;
-      throw invalid(`${where} ${error.message}`);
+      throw invalid(`${where(setting.path)} ${error.message}`);
     }
   };
-  const id = take("id", () => 1) as number;
-  const cluster = take("cluster", () => [
-    { id, host: DEFAULT_HOST, raftPort: DEFAULT_RAFT_PORT, clientPort: DEFAULT_CLIENT_PORT },
-  ]) as NodeAddress[];
+  // The id first: the defaults of the cluster and the data directory depend on it.
+  const id = take(BY_PATH.get("id")!, 0) as number;
+  const cluster = take(BY_PATH.get("cluster")!, id) as NodeAddress[];
   if (!cluster.some((m) => m.id === id)) {
-    const origin = (path: string) =>
-      sources.flags && Object.hasOwn(sources.flags, path)
-        ? `--${BY_PATH.get(path)!.flag}`
-        : sources.file && Object.hasOwn(sources.file.values, path)
-          ? `${path} in ${sources.file.name}`
-          : `${path} (default)`;
     throw invalid(
-      `${origin("id")} is ${id}, which is not a member of ${origin("cluster")} (members ${cluster.map((m) => m.id).join(", ")})`,
+      `${where("id")} is ${id}, which is not a member of ${where("cluster")} (members ${cluster.map((m) => m.id).join(", ")})`,
     );
   }
-  return {
-    id,
-    cluster,
-    data: take("data", () => `${DEFAULT_DATA_ROOT}/node-${id}`) as string,
-    clusterId: take("clusterId", () => DEV_CLUSTER_ID) as string,
-    secret: take("secret", () => DEV_SECRET) as string,
-    raft: {
-      tickMs: take("raft.tickMs", () => 50) as number,
-      electionTicks: take("raft.electionTicks", () => 10) as number,
-      snapshotEntries: take("raft.snapshotEntries", () => 10_000) as number,
-      snapshotTrailingEntries: take("raft.snapshotTrailingEntries", () => 1_000) as number,
-    },
-    execution: {
-      mode: take("execution.mode", () => "leader-execution") as ExecutionMode,
-      batchers: take("execution.batchers", () => 6) as number,
-      batchBytesMax: take("execution.batchBytesMax", () => 4 * MiB) as number,
-    },
-    core: { mode: take("core.mode", () => "auto") as CoreMode },
-    requestBytesMax: take("requestBytesMax", () => 4 * MiB) as number,
-    noSync: take("noSync", () => false) as boolean,
-    log: { level: take("log.level", () => "info") as LogLevel },
-  };
+  const settings: Record<string, unknown> = {};
+  for (const s of SETTING_LIST) {
+    const value = s.path === "id" ? id : s.path === "cluster" ? cluster : take(s, id);
+    const names = s.path.split(".");
+    let section = settings;
+    for (const name of names.slice(0, -1)) section = (section[name] ??= {}) as Record<string, unknown>;
+    section[names.at(-1)!] = value;
+  }
+  return settings as unknown as Settings;
 }
 
 /** This node's own address. */
@@ -494,10 +340,7 @@ export function toNodeConfig(
     dataDir: isAbsolute(settings.data) ? settings.data : resolve(cwd, settings.data),
     clusterId: settings.clusterId,
     secret: settings.secret,
-    tickMs: settings.raft.tickMs,
-    electionTicks: settings.raft.electionTicks,
-    snapshotEntries: settings.raft.snapshotEntries,
-    snapshotTrailingEntries: settings.raft.snapshotTrailingEntries,
+    ...settings.raft,
     execution: { ...settings.execution },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
@@ -515,18 +358,89 @@ export function settingsToYaml(settings: Settings): string {
   return stringify(doc);
 }
 
+/** The flag's argument in help (`<ms>`); none for a boolean. */
+export function argOf(setting: Setting): string | undefined {
+  switch (setting.type) {
+    case "integer":
+      return setting.unit === "ms" || setting.unit === "bytes" ? `<${setting.unit}>` : "<n>";
+    case "boolean":
+      return undefined;
+    default:
+      return setting.arg;
+  }
+}
+
+/** 4194304 as `4194304 (4 MiB)`: a byte count is written in bytes, and read more easily in KiB or MiB. */
+function showNumber(n: number, unit: string | undefined): string {
+  if (unit === "bytes") {
+    const [size, suffix] = n >= 1024 * 1024 ? [n / (1024 * 1024), "MiB"] : [n / 1024, "KiB"];
+    return n >= 1024 && Number.isInteger(size) ? `${n} (${size} ${suffix})` : `${n} bytes`;
+  }
+  return unit === undefined ? String(n) : `${n} ${unit}`;
+}
+
+/** The default as help shows it. */
+export function defaultText(setting: Setting): string {
+  if (setting.defaultHelp !== undefined) return setting.defaultHelp;
+  const value = defaultOf(setting, 1);
+  return typeof value === "number" && setting.type === "integer"
+    ? showNumber(value, setting.unit)
+    : String(value);
+}
+
+/** The values a setting takes, as help shows them; none for a boolean or the cluster. */
+export function rangeText(setting: Setting): string | undefined {
+  switch (setting.type) {
+    case "integer":
+      return setting.max === Number.MAX_SAFE_INTEGER
+        ? `at least ${setting.min}`
+        : `${setting.min} to ${showNumber(setting.max, setting.unit)}`;
+    case "enum":
+      return `one of ${setting.values.join(", ")}`;
+    case "string":
+      return `${setting.minBytes} to ${setting.maxBytes} bytes`;
+    default:
+      return undefined;
+  }
+}
+
+/** A setting's line of `metaraft start --help`: what it does, its YAML path, default and range. */
+export function helpOf(setting: PathedSetting): string {
+  const range = rangeText(setting);
+  return `${setting.help} [${setting.path}; default ${defaultText(setting)}${range ? `; ${range}` : ""}]`;
+}
+
+/** A value as it is written in the template: plain where YAML reads it back as the same string. */
+function yamlScalar(value: unknown): string {
+  if (typeof value === "string") return /^[\w./-]+$/.test(value) ? value : JSON.stringify(value);
+  return String(value);
+}
+
+function exampleOf(setting: Setting): string {
+  return yamlScalar(setting.example ?? defaultOf(setting, 1));
+}
+
+/**
+ * The config template of `metaraft start --help`: every setting with its default (or an
+ * example, for the cluster and the secret), sections as one-line maps.
+ */
+function configTemplate(): string {
+  const lines = ["Config file (YAML; flags override it; every key is optional):"];
+  for (const [name, entry] of Object.entries(SETTINGS)) {
+    if ("type" in entry) {
+      const setting = entry as Setting;
+      lines.push(`  ${name}: ${exampleOf(setting)}`);
+      if (setting.note !== undefined) lines.push(`  #   ${setting.note}`);
+    } else {
+      const fields = Object.entries(entry as Record<string, Setting>).map(
+        ([key, setting]) => `${key}: ${exampleOf(setting)}`,
+      );
+      lines.push(`  ${name}: {${fields.join(", ")}}`);
+    }
+  }
+  lines.push("Print the effective config of a command line with --print-config.");
+  return lines.join("\n");
+}
+
 /** Lines for `metaraft start --help`: the YAML file's shape. */
-export const CONFIG_HELP = `Config file (YAML; flags override it; every key is optional):
-  id: 1
-  cluster: "1@127.0.0.1:7001:8001,2@127.0.0.1:7002:8002,3@127.0.0.1:7003:8003"
-  #   or a list: ["1@127.0.0.1:7001:8001", ...] or [{id: 1, host: 127.0.0.1, raftPort: 7001, clientPort: 8001}, ...]
-  data: ./data/node-1            # relative to the working directory
-  clusterId: metaraft-dev
-  secret: "a shared secret of 16+ bytes"
-  raft: {tickMs: 50, electionTicks: 10, snapshotEntries: 10000, snapshotTrailingEntries: 1000}
-  execution: {mode: leader-execution, batchers: 6, batchBytesMax: 4194304}
-  core: {mode: auto}
-  requestBytesMax: 4194304
-  noSync: false
-  log: {level: info}
-Print the effective config of a command line with --print-config.`;
+export const CONFIG_HELP = configTemplate();

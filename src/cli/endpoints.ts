@@ -1,13 +1,14 @@
 import { connect } from "node:net";
 import type { Endpoint } from "../client/rpc-client.js";
 import { MetaraftError } from "../errors.js";
+import { DEFAULT_CLIENT_PORT, DEFAULT_HOST, SETTINGS } from "../settings.js";
 import { usage } from "./output.js";
 
 /** The client ports of `metaraft dev --nodes 3` (and `npm start`) with its default ports. */
-export const DEFAULT_ENDPOINTS = "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003";
+export const DEFAULT_ENDPOINTS = [0, 1, 2].map((i) => `${DEFAULT_HOST}:${DEFAULT_CLIENT_PORT + i}`).join(",");
 export const ENDPOINTS_ENV = "METARAFT_ENDPOINTS";
 export const CLUSTER_ID_ENV = "METARAFT_CLUSTER_ID";
-export const DEFAULT_CLUSTER_ID = "metaraft-dev";
+export const DEFAULT_CLUSTER_ID: string = SETTINGS.clusterId.default;
 
 /**
  * Parses `host:port,host:port` (IPv6 as `[::1]:8001`). `origin` names where the list came

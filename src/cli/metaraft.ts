@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from "commander";
 import { parse as parseYaml } from "yaml";
 import { MetaraftError } from "../errors.js";
 import {
+  argOf,
   CONFIG_HELP,
   DEFAULT_CLIENT_PORT,
   DEFAULT_DATA_ROOT,
@@ -11,10 +12,11 @@ import {
   DEFAULT_RAFT_PORT,
   DEV_CLUSTER_ID,
   flagValues,
+  helpOf,
   LOG_LEVELS,
   loadConfigFile,
   resolveSettings,
-  SETTINGS,
+  SETTING_LIST,
   settingsToYaml,
 } from "./config.js";
 import { RESTART_WINDOW_MS, RESTARTS_MAX, runDev } from "./dev.js";
@@ -121,12 +123,9 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
     .description("run one node in the foreground (Ctrl-C stops it cleanly)")
     .option("-c, --config <file>", "a YAML config file; flags override it")
     .option("--print-config", "print the effective config as YAML and exit");
-  for (const s of SETTINGS) {
-    const option =
-      s.arg === undefined
-        ? new Option(`--${s.flag}`, `${s.description} [${s.path}]`)
-        : new Option(`--${s.flag} ${s.arg}`, `${s.description} [${s.path}, default ${s.defaultText}]`);
-    start.addOption(option);
+  for (const s of SETTING_LIST) {
+    const arg = argOf(s);
+    start.addOption(new Option(arg === undefined ? `--${s.flag}` : `--${s.flag} ${arg}`, helpOf(s)));
   }
   start.addOption(
     new Option("--stop-with-parent", "stop when stdin closes (used by metaraft dev)").hideHelp(),

@@ -3,6 +3,7 @@ import { CorePool, type PoolOptions } from "./pool.js";
 import { type CorePath, type PathThresholds, thresholdsDefault } from "./thresholds.js";
 import { tsCore } from "./twin/index.js";
 import {
+  CORE_MODE_DEFAULT,
   type CoreAsync,
   type CoreImpl,
   type CoreMode,
@@ -111,7 +112,7 @@ function asAsync(core: () => CoreSync): CoreAsync {
  * once and the TypeScript twin serves instead; a forced mode fails loudly.
  */
 export function createCore(options: CoreOptions = {}): Core {
-  const mode = options.mode ?? "auto";
+  const mode = options.mode ?? CORE_MODE_DEFAULT;
   const thresholds = { ...thresholdsDefault, ...options.thresholds };
   let pool: CorePool | undefined;
   const lazyPool = (): CorePool => {

@@ -23,6 +23,8 @@ export const WRITE_KEY_BYTES_MAX = 0xffff;
 
 export type CoreImpl = "ts" | "wasm" | "pool";
 export type CoreMode = CoreImpl | "auto";
+/** `core.mode` when none is given (the settings table takes it from here: core imports nothing above it). */
+export const CORE_MODE_DEFAULT: CoreMode = "auto";
 
 /** Where each frame's payload lies in the buffer that was split; payloads are views, never copies. */
 export interface FrameSplit {

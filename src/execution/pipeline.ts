@@ -1,17 +1,19 @@
 import { type CoreSync, encodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import type { RaftHost } from "../host/index.js";
+import { type ExecutionMode, SETTINGS } from "../settings.js";
 import { encodeEntry } from "./entry-codec.js";
 import { callKey, lookupReply, REPLY_TTL_MS, replyWrite, SweepSchedule } from "./replies.js";
 import type { ApplyResult } from "./state-machine.js";
 import { Layer, LayeredReader, type StateStore } from "./state-store.js";
 import { type Request, type RequestSpec, toWriteOp, type Write } from "./types.js";
 
-export type ExecutionMode = "leader-execution" | "replicated-request";
+export type { ExecutionMode };
 
 export interface PipelineOptions {
+  /** Unless given, the mode, batchers and batchBytesMax default to `SETTINGS.execution`'s. */
   readonly mode?: ExecutionMode;
-  /** Batches in flight at once (1 to 32). */
+  /** Batches in flight at once. */
   readonly batchers?: number;
   /** Write-set bytes a batch takes at most (a single larger request still goes alone). */
   readonly batchBytesMax?: number;
@@ -22,10 +24,6 @@ export interface PipelineOptions {
 }
 
 export const PIPELINE_DEFAULTS = {
-  mode: "leader-execution" as ExecutionMode,
-  batchers: 6,
-  batchersMax: 32,
-  batchBytesMax: 4 * 1024 * 1024,
   queueMax: 65_536,
 } as const;
 
@@ -85,19 +83,18 @@ export class WritePipeline {
     this.#store = store;
     this.#specs = specs;
     this.#core = core;
-    this.mode = options.mode ?? PIPELINE_DEFAULTS.mode;
+    const settings = SETTINGS.execution;
+    this.mode = options.mode ?? settings.mode.default;
     this.#clock = options.clock ?? Date.now;
-    this.#batchers = options.batchers ?? PIPELINE_DEFAULTS.batchers;
-    if (
-      !(
-        Number.isInteger(this.#batchers) &&
-        this.#batchers >= 1 &&
-        this.#batchers <= PIPELINE_DEFAULTS.batchersMax
-      )
-    ) {
-      throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", `batchers must be 1 to 32: ${this.#batchers}`);
+    this.#batchers = options.batchers ?? settings.batchers.default;
+    const { min, max } = settings.batchers;
+    if (!(Number.isInteger(this.#batchers) && this.#batchers >= min && this.#batchers <= max)) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        `batchers must be ${min} to ${max}: ${this.#batchers}`,
+      );
     }
-    this.#batchBytesMax = options.batchBytesMax ?? PIPELINE_DEFAULTS.batchBytesMax;
+    this.#batchBytesMax = options.batchBytesMax ?? settings.batchBytesMax.default;
     this.#queueMax = options.queueMax ?? PIPELINE_DEFAULTS.queueMax;
     this.#reader = new LayeredReader([this.#overlay], store);
     host.leadership.subscribe({

@@ -12,6 +12,7 @@ import {
   type Ready,
   type SoftState,
 } from "../raft/index.js";
+import { SETTINGS } from "../settings.js";
 import { Leadership } from "./leadership.js";
 
 /** What the host needs of a transport: opaque payloads to and from peers, best effort. */
@@ -64,7 +65,7 @@ export interface RaftHostOptions<Result> {
   /** Milliseconds per Raft tick; the election timeout is `electionTicks` ticks (randomised up to twice). */
   readonly tickMs?: number;
   readonly raft?: Partial<Omit<RaftConfig, "id" | "storage" | "random" | "peers" | "applied">>;
-  /** Applied entries between snapshots (`snapshot.entries`). */
+  /** Applied entries between snapshots (the setting `raft.snapshotEntries`). */
   readonly snapshotEntries?: number;
   /** Entries kept behind a snapshot so slightly lagging followers catch up from the log. */
   readonly snapshotTrailingEntries?: number;
@@ -83,10 +84,8 @@ export interface RaftHostOptions<Result> {
   readonly onFatal?: (error: Error) => void;
 }
 
+/** Limits an operator does not set; tickMs and the snapshot spacing default to `SETTINGS.raft`'s. */
 export const HOST_DEFAULTS = {
-  tickMs: 50,
-  snapshotEntries: 10_000,
-  snapshotTrailingEntries: 1_000,
   snapshotChunkBytes: 1024 * 1024,
   pendingMax: 65_536,
   /** As etcd's readIndexRetryTime. */
@@ -264,7 +263,7 @@ export class RaftHost<Result> {
     this.#timer = setInterval(() => {
       this.raft.tick();
       this.#kick();
-    }, this.#options.tickMs ?? HOST_DEFAULTS.tickMs);
+    }, this.#options.tickMs ?? SETTINGS.raft.tickMs.default);
     this.#kick();
   }
 
@@ -664,7 +663,7 @@ export class RaftHost<Result> {
   }
 
   #maybeSnapshot(): void {
-    const every = this.#options.snapshotEntries ?? HOST_DEFAULTS.snapshotEntries;
+    const every = this.#options.snapshotEntries ?? SETTINGS.raft.snapshotEntries.default;
     if (this.#applied - this.#lastSnapshotIndex < every) return;
     const storage = this.#options.storage;
     if (this.#applied > storage.lastIndex()) return;
@@ -681,7 +680,7 @@ export class RaftHost<Result> {
     );
     this.#lastSnapshotIndex = this.#applied;
     this.stats.snapshots++;
-    const trailing = this.#options.snapshotTrailingEntries ?? HOST_DEFAULTS.snapshotTrailingEntries;
+    const trailing = this.#options.snapshotTrailingEntries ?? SETTINGS.raft.snapshotTrailingEntries.default;
     // Entries the state machine has not synced yet stay in the log, to be replayed after a crash.
     const compactTo = Math.min(this.#applied, durable ?? this.#applied) + 1 - trailing;
     if (compactTo > storage.firstIndex()) storage.compact(compactTo);

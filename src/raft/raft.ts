@@ -53,6 +53,7 @@ export interface RaftConfig {
 }
 
 export const RAFT_DEFAULTS = {
+  /** Also the default of the operator setting `raft.electionTicks`: src/settings.ts takes it from here. */
   electionTicks: 10,
   heartbeatTicks: 1,
   messageBytesMax: 1024 * 1024,

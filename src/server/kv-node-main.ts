@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { MetaraftError } from "../errors.js";
+import { SETTINGS } from "../settings.js";
 import { openRaftLog } from "../storage/index.js";
 import { KvNode, parseCluster } from "./kv-node.js";
 
@@ -15,11 +16,11 @@ async function main(): Promise<void> {
       id: { type: "string" },
       cluster: { type: "string" },
       data: { type: "string" },
-      "cluster-id": { type: "string", default: "metaraft-dev" },
-      secret: { type: "string", default: "metaraft-dev-secret-change-me" },
-      "tick-ms": { type: "string", default: "50" },
-      "election-ticks": { type: "string", default: "10" },
-      "snapshot-entries": { type: "string", default: "10000" },
+      "cluster-id": { type: "string", default: SETTINGS.clusterId.default },
+      secret: { type: "string", default: SETTINGS.secret.default },
+      "tick-ms": { type: "string", default: String(SETTINGS.raft.tickMs.default) },
+      "election-ticks": { type: "string", default: String(SETTINGS.raft.electionTicks.default) },
+      "snapshot-entries": { type: "string", default: String(SETTINGS.raft.snapshotEntries.default) },
       opaque: { type: "boolean", default: false },
     },
   });

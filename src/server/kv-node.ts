@@ -1,16 +1,12 @@
 import { MetaraftError } from "../errors.js";
 import { RaftHost } from "../host/index.js";
 import type { NodeId, RaftLogStore } from "../raft/index.js";
+import { type NodeAddress, SETTINGS } from "../settings.js";
 import { PeerTransport, type TransportLogger } from "../transport/index.js";
 import { encodeKvCommand, KvStateMachine } from "./kv-state-machine.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
-export interface NodeAddress {
-  readonly id: NodeId;
-  readonly host: string;
-  readonly raftPort: number;
-  readonly clientPort: number;
-}
+export type { NodeAddress };
 
 export interface KvNodeOptions {
   readonly id: NodeId;
@@ -78,8 +74,8 @@ export class KvNode {
       storage: options.storage,
       transport: this.#transport,
       stateMachine: this.stateMachine,
-      tickMs: options.tickMs ?? 50,
-      raft: { electionTicks: options.electionTicks ?? 10 },
+      tickMs: options.tickMs ?? SETTINGS.raft.tickMs.default,
+      raft: { electionTicks: options.electionTicks ?? SETTINGS.raft.electionTicks.default },
       ...(options.snapshotEntries ? { snapshotEntries: options.snapshotEntries } : {}),
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
     });

@@ -1,14 +1,15 @@
 import { join } from "node:path";
-import { type Core, type CoreMode, createCore } from "../core/index.js";
+import { type Core, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import { checkAddress, encodeMemberContext, type MemberRecord, readMembers } from "../execution/members.js";
-import { type ExecutionMode, PIPELINE_DEFAULTS, WritePipeline } from "../execution/pipeline.js";
+import { WritePipeline } from "../execution/pipeline.js";
 import { type ApplyResult, NamespaceStateMachine } from "../execution/state-machine.js";
 import { StateStore } from "../execution/state-store.js";
 import type { Request, RequestSpec } from "../execution/types.js";
 import { RaftHost } from "../host/index.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
 import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
+import { type NodeAddress, SETTINGS, type Settings } from "../settings.js";
 import {
   type ClusterIdentity,
   LmdbRaftLog,
@@ -17,31 +18,27 @@ import {
 } from "../storage/index.js";
 import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../transport/index.js";
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
-import type { NodeAddress } from "./kv-node.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
-/** Every setting of a node; `metaraft start` reads them from YAML and flags. */
-export interface NodeConfig {
+/** The settings of `SETTINGS` that a node itself runs with (the others locate or log it). */
+export type NodeSettings = Omit<Settings, "id" | "cluster" | "data" | "clusterId" | "secret" | "log">;
+
+/**
+ * Every setting of a node; `metaraft start` reads them from YAML and flags (see `SETTINGS` for
+ * what each does). The `raft` section's settings (tickMs, electionTicks, snapshotEntries,
+ * snapshotTrailingEntries) sit at the top level; an omitted one takes the table's default.
+ */
+export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly id: NodeId;
   readonly cluster: readonly NodeAddress[];
   readonly dataDir: string;
   readonly clusterId: string;
   readonly secret: string;
-  readonly tickMs?: number;
-  readonly electionTicks?: number;
-  readonly snapshotEntries?: number;
-  /** Entries kept in the log behind a snapshot, for followers slightly behind (tests lower it). */
-  readonly snapshotTrailingEntries?: number;
-  readonly execution?: {
-    readonly mode?: ExecutionMode;
-    readonly batchers?: number;
-    readonly batchBytesMax?: number;
-  };
-  readonly core?: { readonly mode?: CoreMode };
-  /** The largest request frame a client may send. */
-  readonly requestBytesMax?: number;
+  readonly execution?: Partial<NodeSettings["execution"]>;
+  readonly core?: Partial<NodeSettings["core"]>;
+  readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
-  readonly noSync?: boolean;
+  readonly noSync?: NodeSettings["noSync"];
   readonly logger?: TransportLogger;
   readonly onFatal?: (error: Error) => void;
   /** Injected clock for the gatekeeper (tests); default Date.now. */
@@ -59,12 +56,26 @@ export interface NodeConfig {
   readonly join?: string;
 }
 
-export const NODE_DEFAULTS = {
-  tickMs: 50,
-  electionTicks: 10,
-  snapshotEntries: 10_000,
-  requestBytesMax: 4 * 1024 * 1024,
-} as const;
+/** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
+export function nodeSettings(config: NodeConfig): NodeSettings {
+  const { raft, execution, core } = SETTINGS;
+  return {
+    raft: {
+      tickMs: config.tickMs ?? raft.tickMs.default,
+      electionTicks: config.electionTicks ?? raft.electionTicks.default,
+      snapshotEntries: config.snapshotEntries ?? raft.snapshotEntries.default,
+      snapshotTrailingEntries: config.snapshotTrailingEntries ?? raft.snapshotTrailingEntries.default,
+    },
+    execution: {
+      mode: config.execution?.mode ?? execution.mode.default,
+      batchers: config.execution?.batchers ?? execution.batchers.default,
+      batchBytesMax: config.execution?.batchBytesMax ?? execution.batchBytesMax.default,
+    },
+    core: { mode: config.core?.mode ?? core.mode.default },
+    requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
+    noSync: config.noSync ?? SETTINGS.noSync.default,
+  };
+}
 
 const CLIENT_ID_BYTES_MAX = 128;
 
@@ -191,6 +202,8 @@ const MEMBER_OPS: Record<
  */
 export class MetaraftNode {
   readonly config: NodeConfig;
+  /** The settings it runs with: the config's, the rest defaulted. */
+  readonly settings: NodeSettings;
   readonly env: StorageEnvironment;
   readonly store: StateStore;
   readonly host: RaftHost<ApplyResult>;
@@ -220,10 +233,12 @@ export class MetaraftNode {
     outcome: IdentityOutcome,
   ) {
     this.config = config;
+    const settings = nodeSettings(config);
+    this.settings = settings;
     this.identity = outcome.identity;
     this.warnings = outcome.warnings;
     this.startMembers = outcome.members;
-    this.core = createCore({ mode: config.core?.mode ?? "auto" });
+    this.core = createCore({ mode: settings.core.mode });
     this.#logEnv = logEnv;
     this.env = stateEnv;
     this.#log = log;
@@ -263,19 +278,15 @@ export class MetaraftNode {
       storage: this.#log,
       transport: this.#transport,
       stateMachine,
-      tickMs: config.tickMs ?? NODE_DEFAULTS.tickMs,
-      raft: { electionTicks: config.electionTicks ?? NODE_DEFAULTS.electionTicks },
-      snapshotEntries: config.snapshotEntries ?? NODE_DEFAULTS.snapshotEntries,
-      ...(config.snapshotTrailingEntries === undefined
-        ? {}
-        : { snapshotTrailingEntries: config.snapshotTrailingEntries }),
+      tickMs: settings.raft.tickMs,
+      raft: { electionTicks: settings.raft.electionTicks },
+      snapshotEntries: settings.raft.snapshotEntries,
+      snapshotTrailingEntries: settings.raft.snapshotTrailingEntries,
       onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
     });
     const pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
-      mode: config.execution?.mode ?? PIPELINE_DEFAULTS.mode,
-      batchers: config.execution?.batchers ?? PIPELINE_DEFAULTS.batchers,
-      batchBytesMax: config.execution?.batchBytesMax ?? PIPELINE_DEFAULTS.batchBytesMax,
+      ...settings.execution,
       ...(config.clock ? { clock: config.clock } : {}),
     });
     this.pipeline = pipeline;
@@ -285,7 +296,7 @@ export class MetaraftNode {
       port: self.clientPort,
       clusterId: config.clusterId,
       hello: () => ({ nodeId: config.id, leader: this.host.leader, members: this.#memberAddresses() }),
-      frameBytesMax: config.requestBytesMax ?? NODE_DEFAULTS.requestBytesMax,
+      frameBytesMax: settings.requestBytesMax,
       handler: (request) => this.#handle(request),
     });
   }
@@ -297,7 +308,7 @@ export class MetaraftNode {
     // commits queue behind the other's fsync. Only the log's commits must be durable before the
     // node answers: the tables hold applied entries only, so after a crash the node re-applies
     // from the log whatever their last commits lost (or restores the latest snapshot).
-    const sync = config.noSync ? { noSync: true } : {};
+    const sync = nodeSettings(config).noSync ? { noSync: true } : {};
     const logEnv = openEnvironment(join(config.dataDir, "raft"), sync);
     let stateEnv: StorageEnvironment | undefined;
     let log: LmdbRaftLog | undefined;

@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
+import { SETTINGS } from "../settings.js";
 import { FrameDecoder } from "../transport/index.js";
 import { WriteBatcher } from "../transport/write-batcher.js";
 
@@ -38,7 +39,8 @@ export const RPC_PROTOCOL_VERSION = 1;
 /** Responses may carry more than requests (a listing); each is still bounded. */
 export const RPC_RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
 export const RPC_DEFAULTS = {
-  frameBytesMax: 4 * 1024 * 1024,
+  /** The node's requestBytesMax. */
+  frameBytesMax: SETTINGS.requestBytesMax.default,
   inflightPerConnectionMax: 1024,
   connectionsMax: 1024,
 } as const;

@@ -5,7 +5,7 @@ import {
   flagValues,
   parseConfigText,
   resolveSettings,
-  SETTINGS,
+  SETTING_LIST,
   settingsToYaml,
   toNodeConfig,
 } from "../../src/cli/config.js";
@@ -195,9 +195,9 @@ describe("node config: flags", () => {
   });
 
   it("has one flag per setting, all different", () => {
-    const flags = SETTINGS.map((s) => s.flag);
+    const flags = SETTING_LIST.map((s) => s.flag);
     assert.equal(new Set(flags).size, flags.length);
-    const paths = SETTINGS.map((s) => s.path);
+    const paths = SETTING_LIST.map((s) => s.path);
     assert.equal(new Set(paths).size, paths.length);
   });
 });
