@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
  */
 const LAYERS = [
   "errors.ts",
+  // The clock, timers and random source, passed in: below everything that keeps time.
+  "runtime.ts",
   "core",
   "raft",
   "storage",

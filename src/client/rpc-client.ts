@@ -1,6 +1,7 @@
 import { connect, type Socket } from "node:net";
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
+import { type Runtime, sleep, systemRuntime, type Timer } from "../runtime.js";
 import { encodeFrame, FrameDecoder } from "../transport/index.js";
 import { WriteBatcher } from "../transport/write-batcher.js";
 
@@ -20,6 +21,8 @@ export interface RpcClientOptions {
    * fields (a write keeps its call id, so the replay cache answers if the first attempt committed).
    */
   readonly attemptTimeoutMs?: number;
+  /** Deadlines, pings and backoff (a simulator passes a virtual runtime). */
+  readonly runtime?: Runtime;
   /** See RPC_CLIENT_DEFAULTS.pingIdleMs and pongTimeoutMs. */
   readonly pingIdleMs?: number;
   readonly pongTimeoutMs?: number;
@@ -68,10 +71,10 @@ class Connection {
   readonly ready: Promise<{ nodeId?: number; members?: unknown }>;
   readonly #out: WriteBatcher;
   /** When a frame last arrived (or the connection opened, or a first call waited). */
-  #heardAt = Date.now();
+  #heardAt: number;
   /** The id of the ping awaiting its pong, and when it went out. */
   #ping: { id: number; at: number } | undefined;
-  #watch: NodeJS.Timeout | undefined;
+  #watch: Timer | undefined;
   #greeting = false;
 
   constructor(
@@ -80,10 +83,12 @@ class Connection {
     frameBytesMax: number,
     readonly pingIdleMs: number,
     readonly pongTimeoutMs: number,
+    readonly runtime: Runtime,
   ) {
+    this.#heardAt = runtime.now();
     this.#socket = connect({ host: endpoint.host, port: endpoint.port });
     this.#socket.setNoDelay(true);
-    this.#out = new WriteBatcher(this.#socket, frameBytesMax);
+    this.#out = new WriteBatcher(this.#socket, frameBytesMax, undefined, runtime);
     let greeting: Waiting | undefined;
     this.ready = new Promise((resolve, reject) => {
       greeting = { resolve, reject };
@@ -93,7 +98,7 @@ class Connection {
       onFrame: (payload) => {
         const body = unpack(payload) as Record<string, unknown> & { id?: number; ok?: boolean };
         // Any frame shows the node is alive, a pong or not.
-        this.#heardAt = Date.now();
+        this.#heardAt = this.runtime.now();
         this.#ping = undefined;
         if (greeting) {
           const g = greeting;
@@ -132,7 +137,7 @@ class Connection {
     // The hello is a call too: a node that accepts and never greets is as frozen as one that
     // never answers.
     this.#greeting = true;
-    this.#watch = setInterval(() => this.#checkLiveness(), LIVENESS_CHECK_MS).unref();
+    this.#watch = this.runtime.every(LIVENESS_CHECK_MS, () => this.#checkLiveness()).unref();
     this.#socket.on("data", (chunk: Buffer) => {
       const error = decoder.push(chunk);
       if (error) this.#fail(error);
@@ -154,7 +159,7 @@ class Connection {
   }
 
   #fail(error: MetaraftError): void {
-    clearInterval(this.#watch);
+    this.#watch?.cancel();
     this.#watch = undefined;
     this.#closed ??= error;
     for (const waiting of this.#waiting.values()) waiting.reject(error);
@@ -165,8 +170,8 @@ class Connection {
   call(request: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#nextId++;
-    if (this.#waiting.size === 0) this.#heardAt = Date.now();
-    this.#watch ??= setInterval(() => this.#checkLiveness(), LIVENESS_CHECK_MS).unref();
+    if (this.#waiting.size === 0) this.#heardAt = this.runtime.now();
+    this.#watch ??= this.runtime.every(LIVENESS_CHECK_MS, () => this.#checkLiveness()).unref();
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#out.write(pack({ ...request, id }));
@@ -176,12 +181,12 @@ class Connection {
   /** While calls wait: ping a connection gone quiet, and give up on one that does not pong. */
   #checkLiveness(): void {
     if (this.#waiting.size === 0 && !this.#greeting) {
-      clearInterval(this.#watch);
+      this.#watch?.cancel();
       this.#watch = undefined;
       this.#ping = undefined;
       return;
     }
-    const now = Date.now();
+    const now = this.runtime.now();
     if (this.#ping) {
       if (now - this.#ping.at >= this.pongTimeoutMs) {
         this.#fail(
@@ -217,6 +222,7 @@ const RETRYABLE = new Set([
  */
 export class RpcClient {
   readonly #options: RpcClientOptions;
+  readonly #runtime: Runtime;
   #connection: Connection | undefined;
   #target = 0;
   /** The endpoints given, then those learned from hellos and NOT_LEADER answers. */
@@ -230,6 +236,7 @@ export class RpcClient {
   constructor(options: RpcClientOptions) {
     if (options.endpoints.length === 0) throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "no endpoints");
     this.#options = options;
+    this.#runtime = options.runtime ?? systemRuntime;
     this.#endpoints = [...options.endpoints];
   }
 
@@ -256,6 +263,7 @@ export class RpcClient {
       this.#options.frameBytesMax ?? RPC_CLIENT_DEFAULTS.frameBytesMax,
       this.#options.pingIdleMs ?? RPC_CLIENT_DEFAULTS.pingIdleMs,
       this.#options.pongTimeoutMs ?? RPC_CLIENT_DEFAULTS.pongTimeoutMs,
+      this.#runtime,
     );
     this.#connection = connection;
     connection.ready.then(
@@ -293,24 +301,29 @@ export class RpcClient {
     timeoutMs?: number,
     attemptTimeoutMs?: number,
   ): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + (timeoutMs ?? this.#options.timeoutMs ?? RPC_CLIENT_DEFAULTS.timeoutMs);
+    const runtime = this.#runtime;
+    const deadline = runtime.now() + (timeoutMs ?? this.#options.timeoutMs ?? RPC_CLIENT_DEFAULTS.timeoutMs);
     const attemptMs =
       attemptTimeoutMs ?? this.#options.attemptTimeoutMs ?? RPC_CLIENT_DEFAULTS.attemptTimeoutMs;
     await this.#acquire();
     const sweep = new Map<string, "down" | "no leader">();
     try {
       for (let attempt = 0; ; attempt++) {
-        const left = deadline - Date.now();
+        const left = deadline - runtime.now();
         if (left <= 0) throw new MetaraftError("MR_ERR_TIMEOUT", `${op} after ${attempt} attempts`);
         const connection = this.#ensureConnection();
-        const attemptEnds = Date.now() + Math.min(left, attemptMs);
+        const attemptEnds = runtime.now() + Math.min(left, attemptMs);
         try {
-          await withTimeout(connection.ready, attemptEnds - Date.now());
-          return await withTimeout(connection.call({ op, ...fields }), Math.max(1, attemptEnds - Date.now()));
+          await withTimeout(runtime, connection.ready, attemptEnds - runtime.now());
+          return await withTimeout(
+            runtime,
+            connection.call({ op, ...fields }),
+            Math.max(1, attemptEnds - runtime.now()),
+          );
         } catch (error) {
           // A silent connection within the call's deadline: suspect it, and try another member.
           const silent =
-            error instanceof MetaraftError && error.code === "MR_ERR_TIMEOUT" && deadline - Date.now() > 0;
+            error instanceof MetaraftError && error.code === "MR_ERR_TIMEOUT" && deadline - runtime.now() > 0;
           if (!silent && (!(error instanceof MetaraftError) || !RETRYABLE.has(error.code))) throw error;
           // One sweep of every endpoint, each down or knowing no leader, with fewer than a
           // quorum of members answering: no leader can be elected, so say so now rather than
@@ -340,7 +353,7 @@ export class RpcClient {
             sweep.clear();
           }
           this.#moveOn(error, connection);
-          await new Promise((r) => setTimeout(r, Math.min(10 * 2 ** Math.min(attempt, 5), 200)));
+          await sleep(runtime, Math.min(10 * 2 ** Math.min(attempt, 5), 200));
         }
       }
     } finally {
@@ -368,16 +381,18 @@ export class RpcClient {
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+function withTimeout<T>(runtime: Runtime, promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new MetaraftError("MR_ERR_TIMEOUT", `no answer in ${ms} ms`)), ms);
+    const timer = runtime.after(ms, () =>
+      reject(new MetaraftError("MR_ERR_TIMEOUT", `no answer in ${ms} ms`)),
+    );
     promise.then(
       (value) => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve(value);
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        timer.cancel();
         reject(error);
       },
     );

@@ -1,6 +1,7 @@
 import { type CoreSync, encodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import type { RaftHost } from "../host/index.js";
+import { type Runtime, systemRuntime } from "../runtime.js";
 import { type ExecutionMode, SETTINGS } from "../settings.js";
 import { encodeEntry } from "./entry-codec.js";
 import { callKey, lookupReply, REPLY_TTL_MS, replyWrite, SweepSchedule } from "./replies.js";
@@ -19,7 +20,9 @@ export interface PipelineOptions {
   readonly batchBytesMax?: number;
   /** Executed requests waiting for a batcher; more are refused with PROPOSAL_DROPPED. */
   readonly queueMax?: number;
-  /** The clock the gatekeeper stamps requests with (injected in tests). */
+  /** The clock and timers (the simulator passes a virtual runtime). */
+  readonly runtime?: Runtime;
+  /** The clock the gatekeeper stamps requests with, if not the runtime's (tests of expiry). */
   readonly clock?: () => number;
 }
 
@@ -49,6 +52,7 @@ export class WritePipeline {
   readonly #specs: ReadonlyMap<string, RequestSpec>;
   readonly #core: CoreSync;
   readonly #clock: () => number;
+  readonly #runtime: Runtime;
   readonly #batchers: number;
   readonly #batchBytesMax: number;
   readonly #queueMax: number;
@@ -85,7 +89,8 @@ export class WritePipeline {
     this.#core = core;
     const settings = SETTINGS.execution;
     this.mode = options.mode ?? settings.mode.default;
-    this.#clock = options.clock ?? Date.now;
+    this.#runtime = options.runtime ?? systemRuntime;
+    this.#clock = options.clock ?? (() => this.#runtime.now());
     this.#batchers = options.batchers ?? settings.batchers.default;
     const { min, max } = settings.batchers;
     if (!(Number.isInteger(this.#batchers) && this.#batchers >= min && this.#batchers <= max)) {
@@ -203,7 +208,7 @@ export class WritePipeline {
     return new Promise((resolve, reject) => {
       this.#queue.push({
         txid,
-        executedAt: performance.now(),
+        executedAt: this.#runtime.elapsed(),
         writeSet: encodeWriteSet(writes.map(toWriteOp)),
         reply: execution.reply,
         resolve,
@@ -301,7 +306,7 @@ export class WritePipeline {
         this.#core,
       );
       this.#batchesInFlight++;
-      const cutAt = performance.now();
+      const cutAt = this.#runtime.elapsed();
       this.stats.batches++;
       this.stats.requestsBatched += batch.length;
       for (const b of batch) this.stats.queuedMs += cutAt - b.executedAt;
@@ -317,7 +322,7 @@ export class WritePipeline {
       proposed
         .then(
           () => {
-            this.stats.batchMs += performance.now() - cutAt;
+            this.stats.batchMs += this.#runtime.elapsed() - cutAt;
             for (const b of batch) b.resolve({ ...b.reply });
           },
           (error: unknown) => this.#batchFailed(batch, error),

@@ -12,6 +12,7 @@ import {
   type Ready,
   type SoftState,
 } from "../raft/index.js";
+import { nextTurn, type Runtime, sleep, systemRuntime, type Timer } from "../runtime.js";
 import { SETTINGS } from "../settings.js";
 import { Leadership } from "./leadership.js";
 
@@ -77,6 +78,9 @@ export interface RaftHostOptions<Result> {
   readonly readRetryMs?: number;
   /** A state copy being streamed waits while more than this is queued for its follower. */
   readonly snapshotStreamQueuedBytesMax?: number;
+  /** The clock, timers and random source (the simulator passes a virtual one). */
+  readonly runtime?: Runtime;
+  /** The election jitter's random source, if not the runtime's. */
   readonly random?: () => number;
   /** A membership change was applied here (after the state machine applied its entry). */
   readonly onConfChange?: (change: ConfChange, members: ConfState) => void;
@@ -140,7 +144,7 @@ export class RaftHost<Result> {
   readonly #reads = new Map<string, Pending<void>>();
   /** Reads that arrived after the round in flight began: they go in the next round. */
   #readWaiters: Pending<void>[] = [];
-  #readRetryTimer: NodeJS.Timeout | undefined;
+  #readRetryTimer: Timer | undefined;
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
   /** State copies being received, per sender (see StateStreamPiece). */
   readonly #streams = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
@@ -154,7 +158,8 @@ export class RaftHost<Result> {
   #stopped = false;
   #processing = false;
   #again = false;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
+  readonly #runtime: Runtime;
   #readSeq = 0;
   #snapshotSeq = 0;
   #confState: ConfState;
@@ -192,13 +197,15 @@ export class RaftHost<Result> {
       }
     }
     const applied = options.stateMachine.appliedIndex;
+    const runtime = options.runtime ?? systemRuntime;
+    this.#runtime = runtime;
     this.raft = new Raft({
       ...options.raft,
       id: options.id,
       storage: options.storage,
       ...(options.peers ? { peers: options.peers } : {}),
       applied,
-      random: options.random ?? Math.random,
+      random: options.random ?? runtime.random,
     });
     this.#applied = applied;
     this.leadership = new Leadership(options.id);
@@ -260,18 +267,18 @@ export class RaftHost<Result> {
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    this.#timer = setInterval(() => {
+    this.#timer = this.#runtime.every(this.#options.tickMs ?? SETTINGS.raft.tickMs.default, () => {
       this.raft.tick();
       this.#kick();
-    }, this.#options.tickMs ?? SETTINGS.raft.tickMs.default);
+    });
     this.#kick();
   }
 
   /** Stops ticking and fails everything pending; the storage stays open for the caller to close. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearInterval(this.#timer);
-    while (this.#processing) await new Promise((r) => setTimeout(r, 1));
+    this.#timer?.cancel();
+    while (this.#processing) await sleep(this.#runtime, 1);
     this.#failPending(
       new MetaraftError("MR_ERR_NOT_LEADER", "the node is shutting down", { details: { leader: 0 } }),
     );
@@ -309,7 +316,7 @@ export class RaftHost<Result> {
       // The core counts the change as applied only once this Ready is advanced, and refuses the
       // next change before then: answer after that, so a caller may propose the next at once.
       while (this.raft.log.applied < proposed.index && !this.#stopped) {
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn(this.#runtime);
       }
       return this.#confState;
     });
@@ -364,7 +371,7 @@ export class RaftHost<Result> {
     }
     this.stats.readRounds++;
     const done = () => {
-      clearTimeout(this.#readRetryTimer);
+      this.#readRetryTimer?.cancel();
       this.#reads.delete(key);
     };
     this.#reads.set(key, {
@@ -378,14 +385,14 @@ export class RaftHost<Result> {
         for (const waiter of waiters) waiter.reject(error);
       },
     });
-    clearTimeout(this.#readRetryTimer);
-    this.#readRetryTimer = setTimeout(() => {
+    this.#readRetryTimer?.cancel();
+    this.#readRetryTimer = this.#runtime.after(this.#options.readRetryMs ?? HOST_DEFAULTS.readRetryMs, () => {
       // Its heartbeats or their answers were lost: a later confirmation of this round is
       // ignored, and a new round, begun after every one of these reads arrived, serves them.
       if (!this.#reads.has(key) || this.#stopped) return;
       done();
       this.#startReadRound(waiters);
-    }, this.#options.readRetryMs ?? HOST_DEFAULTS.readRetryMs);
+    });
     this.#kick();
   }
 
@@ -497,12 +504,12 @@ export class RaftHost<Result> {
     let seq = 0;
     const send = async (piece: StateStreamPiece["stream"]): Promise<boolean> => {
       // Wait for room, so that a state larger than the queue still goes through.
-      const stallDeadline = Date.now() + HOST_DEFAULTS.snapshotStreamStallMs;
+      const stallDeadline = this.#runtime.now() + HOST_DEFAULTS.snapshotStreamStallMs;
       const queuedMax =
         this.#options.snapshotStreamQueuedBytesMax ?? HOST_DEFAULTS.snapshotStreamQueuedBytesMax;
       while ((transport.queuedBytes?.(to) ?? 0) > queuedMax) {
-        if (this.#stopped || Date.now() > stallDeadline) return false;
-        await new Promise((resolve) => setTimeout(resolve, HOST_DEFAULTS.snapshotStreamWaitMs));
+        if (this.#stopped || this.#runtime.now() > stallDeadline) return false;
+        await sleep(this.#runtime, HOST_DEFAULTS.snapshotStreamWaitMs);
       }
       if (this.#stopped) return false;
       this.stats.messagesSent++;
@@ -541,7 +548,7 @@ export class RaftHost<Result> {
       return;
     }
     this.#processing = true;
-    setImmediate(() => {
+    this.#runtime.defer(() => {
       this.#process()
         .catch((error: unknown) => this.#die(error))
         .finally(() => {
@@ -593,13 +600,13 @@ export class RaftHost<Result> {
     if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
       this.stats.saves++;
       this.stats.entriesSaved += ready.entries.length;
-      const saveStarted = performance.now();
+      const saveStarted = this.#runtime.elapsed();
       await this.#options.storage.save({
         hardState: ready.hardState,
         entries: ready.entries,
         snapshot: ready.snapshot,
       });
-      this.stats.saveMs += performance.now() - saveStarted;
+      this.stats.saveMs += this.#runtime.elapsed() - saveStarted;
     }
     for (const message of ready.messages) this.#send(message);
     if (ready.snapshot) {
@@ -698,14 +705,14 @@ export class RaftHost<Result> {
     this.#reads.clear();
     this.#readsWaitingForApply.length = 0;
     for (const waiter of this.#readWaiters.splice(0)) waiter.reject(error);
-    clearTimeout(this.#readRetryTimer);
+    this.#readRetryTimer?.cancel();
   }
 
   /** A storage failure (a corrupt record, a full disk) stops the node rather than risk wrong answers. */
   #die(error: unknown): void {
     this.#fatal = error instanceof Error ? error : new Error(String(error));
     this.#stopped = true;
-    clearInterval(this.#timer);
+    this.#timer?.cancel();
     this.#failPending(this.#fatal);
     if (this.#options.onFatal) this.#options.onFatal(this.#fatal);
     else process.emitWarning(`raft host ${this.#options.id} stopped: ${this.#fatal.message}`);

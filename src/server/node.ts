@@ -9,6 +9,7 @@ import type { Request, RequestSpec } from "../execution/types.js";
 import { RaftHost } from "../host/index.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
 import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
+import { type Runtime, systemRuntime } from "../runtime.js";
 import { type NodeAddress, SETTINGS, type Settings } from "../settings.js";
 import {
   type ClusterIdentity,
@@ -41,7 +42,9 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly noSync?: NodeSettings["noSync"];
   readonly logger?: TransportLogger;
   readonly onFatal?: (error: Error) => void;
-  /** Injected clock for the gatekeeper (tests); default Date.now. */
+  /** The clock, timers and random source of the host, the write path and the transport. */
+  readonly runtime?: Runtime;
+  /** Injected clock for the gatekeeper (tests); default the runtime's. */
   readonly clock?: () => number;
   /**
    * Rebuilds a one-node cluster from this node's data (etcd's --force-new-cluster): the other
@@ -184,15 +187,34 @@ const MEMBER_OPS: Record<
     }
     if (id === node.config.id) return { leader: id };
     node.host.transferLeader(id);
-    const deadline = Date.now() + LEADER_TRANSFER_WAIT_MS;
-    while (Date.now() < deadline) {
-      if (node.host.leader === id) return { leader: id };
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    throw new MetaraftError(
-      "MR_ERR_TIMEOUT",
-      `leadership did not move to node ${id} in ${LEADER_TRANSFER_WAIT_MS} ms`,
-    );
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (error?: MetaraftError) => {
+        if (settled) return;
+        settled = true;
+        timer.cancel();
+        unsubscribe?.();
+        if (error) reject(error);
+        else resolve();
+      };
+      const timer = node.runtime.after(LEADER_TRANSFER_WAIT_MS, () =>
+        settle(
+          new MetaraftError(
+            "MR_ERR_TIMEOUT",
+            `leadership did not move to node ${id} in ${LEADER_TRANSFER_WAIT_MS} ms`,
+          ),
+        ),
+      );
+      // Told at once if node `id` already leads; `unsubscribe` is then still unset.
+      let unsubscribe: (() => void) | undefined;
+      unsubscribe = node.host.leadership.subscribe({
+        leaderChanged: (_term, leader) => {
+          if (leader === id) settle();
+        },
+      });
+      if (settled) unsubscribe();
+    });
+    return { leader: id };
   },
 };
 
@@ -202,6 +224,7 @@ const MEMBER_OPS: Record<
  */
 export class MetaraftNode {
   readonly config: NodeConfig;
+  readonly runtime: Runtime;
   /** The settings it runs with: the config's, the rest defaulted. */
   readonly settings: NodeSettings;
   readonly env: StorageEnvironment;
@@ -233,6 +256,7 @@ export class MetaraftNode {
     outcome: IdentityOutcome,
   ) {
     this.config = config;
+    this.runtime = config.runtime ?? systemRuntime;
     const settings = nodeSettings(config);
     this.settings = settings;
     this.identity = outcome.identity;
@@ -250,6 +274,7 @@ export class MetaraftNode {
     const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
     const stateMachine = new NamespaceStateMachine(this.store, specs, this.core.sync);
     this.#transport = new PeerTransport({
+      runtime: this.runtime,
       nodeId: config.id,
       clusterId: config.clusterId,
       secret: config.secret,
@@ -274,6 +299,7 @@ export class MetaraftNode {
       }
     }
     this.host = new RaftHost<ApplyResult>({
+      runtime: this.runtime,
       id: config.id,
       storage: this.#log,
       transport: this.#transport,
@@ -286,6 +312,7 @@ export class MetaraftNode {
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
     });
     const pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
+      runtime: this.runtime,
       ...settings.execution,
       ...(config.clock ? { clock: config.clock } : {}),
     });
@@ -440,10 +467,12 @@ export class MetaraftNode {
         // Not at once: the leader's last heartbeat tells the removed member the commit of its
         // removal, and it must still reach it.
         const gone = change.node;
-        setTimeout(() => {
-          const now = this.host.confState;
-          if (!now.voters.includes(gone) && !now.learners.includes(gone)) this.#transport.removePeer(gone);
-        }, REMOVED_PEER_LINGER_MS).unref();
+        this.runtime
+          .after(REMOVED_PEER_LINGER_MS, () => {
+            const now = this.host.confState;
+            if (!now.voters.includes(gone) && !now.learners.includes(gone)) this.#transport.removePeer(gone);
+          })
+          .unref();
       }
     } else if (change.node !== this.config.id) {
       const address = this.#addressOf(change.node);

@@ -1,6 +1,7 @@
 import { createServer, connect as dialTcp, type Server, type Socket } from "node:net";
 import { FRAME_BYTES_MAX_DEFAULT, tsCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
+import { type Runtime, systemRuntime, type Timer } from "../runtime.js";
 import { transportError } from "./errors.js";
 import { encodeFrame, encodeFrameBatch, type FrameCore, FrameDecoder } from "./framing.js";
 import {
@@ -87,7 +88,9 @@ export interface PeerTransportOptions {
   readonly clientAddress?: string;
   /** `bootstrapFingerprint` of the voters this node's data began with; absent on a node that joined. */
   readonly bootstrap?: string;
-  /** In [0, 1); jitters the backoff. Default Math.random. Handshake nonces never use it. */
+  /** Timers for handshakes, redials and deferred flushes. */
+  readonly runtime?: Runtime;
+  /** In [0, 1); jitters the backoff. Default the runtime's. Handshake nonces never use it. */
   readonly random?: () => number;
   /** CRC32C and framing; default the TypeScript twin (pass `createCore().sync` to use WASM). */
   readonly core?: FrameCore;
@@ -162,7 +165,7 @@ interface Link {
   /** Dialer: the peer dialed. Listener: the node that said hello (trusted only once open). */
   peerId: number | undefined;
   peerNonce: Uint8Array | undefined;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
   waitingDrain: boolean;
   opened: boolean;
   /** The end was already logged (refused, aborted); the close handler stays quiet. */
@@ -176,8 +179,9 @@ interface PeerState {
   readonly queue: SendQueue;
   outbound: Link | undefined;
   inbound: Link | undefined;
-  retryTimer: NodeJS.Timeout | undefined;
-  flushImmediate: NodeJS.Immediate | undefined;
+  retryTimer: Timer | undefined;
+  /** A flush is deferred to the end of this turn (see #scheduleFlush). */
+  flushDeferred: boolean;
   /** Consecutive dial attempts that did not reach `open`: the backoff exponent. */
   failures: number;
   /** The dial failure logged last in the current streak: a peer that is down logs once, not every retry. */
@@ -211,6 +215,7 @@ export class PeerTransport {
   readonly #o: Resolved;
   readonly #logger: TransportLogger | undefined;
   readonly #random: () => number;
+  readonly #runtime: Runtime;
   readonly #core: FrameCore;
   readonly #clientAddress: string | undefined;
   readonly #bootstrap: string | undefined;
@@ -278,7 +283,8 @@ export class PeerTransport {
     };
     if (this.#o.reconnectMaxMs < this.#o.reconnectInitialMs) invalid("reconnect.maxMs must be >= initialMs");
     this.#logger = options.logger;
-    this.#random = options.random ?? Math.random;
+    this.#runtime = options.runtime ?? systemRuntime;
+    this.#random = options.random ?? (() => this.#runtime.random());
     this.#core = options.core ?? tsCore;
     for (const [nodeId, address] of options.peers ?? []) this.#addPeerState(nodeId, address);
   }
@@ -377,7 +383,7 @@ export class PeerTransport {
       existing.outbound.reported = true;
       existing.outbound.socket.destroy();
     } else if (existing.retryTimer !== undefined) {
-      clearTimeout(existing.retryTimer);
+      existing.retryTimer.cancel();
       existing.retryTimer = undefined;
       this.#dial(existing);
     }
@@ -454,7 +460,7 @@ export class PeerTransport {
       outbound: undefined,
       inbound: undefined,
       retryTimer: undefined,
-      flushImmediate: undefined,
+      flushDeferred: false,
       failures: 0,
       lastLogged: undefined,
       sent: 0,
@@ -469,10 +475,9 @@ export class PeerTransport {
   }
 
   #shutPeer(peer: PeerState): void {
-    if (peer.retryTimer !== undefined) clearTimeout(peer.retryTimer);
-    if (peer.flushImmediate !== undefined) clearImmediate(peer.flushImmediate);
+    peer.retryTimer?.cancel();
     peer.retryTimer = undefined;
-    peer.flushImmediate = undefined;
+    // A deferred flush still runs, and finds no open link to write to.
     if (peer.outbound !== undefined) this.#destroy(peer.outbound);
     if (peer.inbound !== undefined) this.#destroy(peer.inbound);
     peer.dropped += peer.queue.clear();
@@ -512,7 +517,7 @@ export class PeerTransport {
       const error = link.decoder.push(chunk);
       if (error !== undefined && !link.reported) this.#abort(link, error, "bad frame from peer");
     });
-    link.timer = setTimeout(() => this.#onHandshakeTimeout(link), this.#o.handshakeTimeoutMs);
+    link.timer = this.#runtime.after(this.#o.handshakeTimeoutMs, () => this.#onHandshakeTimeout(link));
     return link;
   }
 
@@ -701,7 +706,7 @@ export class PeerTransport {
   }
 
   #markOpen(link: Link): void {
-    clearTimeout(link.timer);
+    link.timer?.cancel();
     link.timer = undefined;
     link.state = "open";
     link.opened = true;
@@ -775,7 +780,7 @@ export class PeerTransport {
     link.reported = true;
     link.state = "closed";
     link.decoder.halt();
-    clearTimeout(link.timer);
+    link.timer?.cancel();
     link.timer = undefined;
     link.socket.destroy();
   }
@@ -815,7 +820,7 @@ export class PeerTransport {
         }
       }
     }
-    clearTimeout(link.timer);
+    link.timer?.cancel();
     link.timer = undefined;
     link.state = "closed";
     link.decoder.halt();
@@ -827,7 +832,7 @@ export class PeerTransport {
   }
 
   #onInboundClosed(link: Link): void {
-    clearTimeout(link.timer);
+    link.timer?.cancel();
     link.timer = undefined;
     link.state = "closed";
     link.decoder.halt();
@@ -847,11 +852,11 @@ export class PeerTransport {
       this.#random(),
     );
     peer.failures++;
-    peer.retryTimer = setTimeout(() => {
+    peer.retryTimer = this.#runtime.after(delay, () => {
       peer.retryTimer = undefined;
       peer.reconnects++;
       this.#dial(peer);
-    }, delay);
+    });
   }
 
   // ---- messages ------------------------------------------------------------------------------
@@ -872,10 +877,11 @@ export class PeerTransport {
   }
 
   #scheduleFlush(peer: PeerState): void {
-    if (peer.flushImmediate !== undefined || peer.outbound?.state !== "open") return;
+    if (peer.flushDeferred || peer.outbound?.state !== "open") return;
     // Waiting for the end of this turn of the event loop lets the sends of one tick share a write.
-    peer.flushImmediate = setImmediate(() => {
-      peer.flushImmediate = undefined;
+    peer.flushDeferred = true;
+    this.#runtime.defer(() => {
+      peer.flushDeferred = false;
       this.#flush(peer);
     });
   }

@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
 import { tsCore } from "../core/index.js";
+import { type Runtime, systemRuntime } from "../runtime.js";
 import type { FrameCore } from "./framing.js";
 
 export const WRITE_BATCH_MESSAGES_MAX = 1024;
@@ -16,6 +17,7 @@ export class WriteBatcher {
     readonly socket: Socket,
     readonly frameBytesMax: number,
     readonly core: FrameCore = tsCore,
+    readonly runtime: Runtime = systemRuntime,
   ) {}
 
   write(payload: Uint8Array): void {
@@ -26,7 +28,7 @@ export class WriteBatcher {
     }
     if (!this.#scheduled) {
       this.#scheduled = true;
-      setImmediate(() => this.flush());
+      this.runtime.defer(() => this.flush());
     }
   }
 
