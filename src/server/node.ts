@@ -2,12 +2,11 @@ import { join } from "node:path";
 import { type Core, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import { checkAddress, encodeMemberContext, type MemberRecord, readMembers } from "../execution/members.js";
-import { WritePipeline } from "../execution/pipeline.js";
-import { type ApplyResult, NamespaceStateMachine } from "../execution/state-machine.js";
+import type { WritePipeline } from "../execution/pipeline.js";
+import type { ApplyResult } from "../execution/state-machine.js";
 import { StateStore } from "../execution/state-store.js";
-import type { Request, RequestSpec } from "../execution/types.js";
-import { RaftHost } from "../host/index.js";
-import { namespaceSpecsByOp } from "../namespace/index.js";
+import type { Request } from "../execution/types.js";
+import type { RaftHost } from "../host/index.js";
 import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
 import { type Runtime, systemRuntime } from "../runtime.js";
 import { type NodeAddress, SETTINGS, type Settings } from "../settings.js";
@@ -19,6 +18,7 @@ import {
 } from "../storage/index.js";
 import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../transport/index.js";
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
+import { assembleReplica } from "./replica.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
 /** The settings of `SETTINGS` that a node itself runs with (the others locate or log it). */
@@ -169,7 +169,7 @@ const MEMBER_OPS: Record<
     const progress = raft.progress.get(id);
     const last = raft.log.lastIndex();
     const lag = last - (progress?.match ?? 0);
-    if (!progress || progress.state !== "replicate" || lag > LEARNER_PROMOTE_LAG_ENTRIES_MAX) {
+    if (progress?.state !== "replicate" || lag > LEARNER_PROMOTE_LAG_ENTRIES_MAX) {
       throw new MetaraftError(
         "MR_ERR_CONF_CHANGE_REJECTED",
         `learner ${id} has not caught up: it holds the log to index ${progress?.match ?? 0} of ${last} ` +
@@ -271,8 +271,6 @@ export class MetaraftNode {
     const known = [...outcome.members.voters, ...outcome.members.learners];
     // A node that joined knows no membership until the leader's copy arrives: accept every member.
     const members = new Set(known.length > 0 ? known : config.cluster.map((n) => n.id));
-    const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
-    const stateMachine = new NamespaceStateMachine(this.store, specs, this.core.sync);
     this.#transport = new PeerTransport({
       runtime: this.runtime,
       nodeId: config.id,
@@ -298,26 +296,21 @@ export class MetaraftNode {
         this.#transport.addPeer(record.id, splitAddress(record.peer));
       }
     }
-    this.host = new RaftHost<ApplyResult>({
-      runtime: this.runtime,
+    const replica = assembleReplica({
       id: config.id,
       storage: this.#log,
+      store: this.store,
       transport: this.#transport,
-      stateMachine,
-      tickMs: settings.raft.tickMs,
-      raft: { electionTicks: settings.raft.electionTicks },
-      snapshotEntries: settings.raft.snapshotEntries,
-      snapshotTrailingEntries: settings.raft.snapshotTrailingEntries,
+      runtime: this.runtime,
+      core: this.core.sync,
+      raft: settings.raft,
+      execution: settings.execution,
       onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
-    });
-    const pipeline = new WritePipeline(this.host, this.store, specs, this.core.sync, {
-      runtime: this.runtime,
-      ...settings.execution,
       ...(config.clock ? { clock: config.clock } : {}),
     });
-    this.pipeline = pipeline;
-    stateMachine.onBatchApplied = (lastTxid) => pipeline.onBatchApplied(lastTxid);
+    this.host = replica.host;
+    this.pipeline = replica.pipeline;
     this.#rpc = new RpcServer({
       host: self.host,
       port: self.clientPort,

@@ -1,0 +1,131 @@
+import type { Runtime, Timer } from "../../../src/runtime.js";
+
+interface Event {
+  readonly time: number;
+  readonly seq: number;
+  readonly fn: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * A virtual clock and timer queue: the production host, write path and namespace take this as
+ * their `Runtime`, so one seed replays a whole run. Events run one at a time in (time, order of
+ * scheduling); after each, every promise chain it started settles before the next event (a real
+ * turn of the event loop, with no timers or I/O of its own), as Node runs microtasks after each
+ * macrotask.
+ */
+export class SimRuntime implements Runtime {
+  #now = 0;
+  #seq = 0;
+  readonly #heap: Event[] = [];
+  /** Events run so far (a bound on a run's work, and a statistic). */
+  events = 0;
+
+  constructor(
+    readonly random: () => number,
+    /** Wall-clock time at virtual time 0. */
+    readonly epochMs = 1_800_000_000_000,
+  ) {}
+
+  now(): number {
+    return this.epochMs + this.#now;
+  }
+
+  elapsed(): number {
+    return this.#now;
+  }
+
+  /** Virtual milliseconds since the start. */
+  get time(): number {
+    return this.#now;
+  }
+
+  after(ms: number, fn: () => void): Timer {
+    const event = this.#push(this.#now + Math.max(0, ms), fn);
+    const timer: Timer = {
+      cancel: () => {
+        event.cancelled = true;
+      },
+      unref: () => timer,
+    };
+    return timer;
+  }
+
+  every(ms: number, fn: () => void): Timer {
+    let current: Event | undefined;
+    let cancelled = false;
+    const period = Math.max(1, ms);
+    const schedule = () => {
+      current = this.#push(this.#now + period, () => {
+        if (cancelled) return;
+        schedule();
+        fn();
+      });
+    };
+    schedule();
+    const timer: Timer = {
+      cancel: () => {
+        cancelled = true;
+        if (current) current.cancelled = true;
+      },
+      unref: () => timer,
+    };
+    return timer;
+  }
+
+  defer(fn: () => void): void {
+    this.#push(this.#now, fn);
+  }
+
+  /** Runs every event due up to `until` (virtual ms), then sets the clock there. */
+  async runUntil(until: number, eventsMax = Number.POSITIVE_INFINITY): Promise<void> {
+    while (this.#heap.length > 0 && this.#heap[0]!.time <= until) {
+      const event = this.#pop();
+      if (event.cancelled) continue;
+      this.#now = event.time;
+      this.events++;
+      if (this.events > eventsMax) throw new Error(`more than ${eventsMax} events: a livelock?`);
+      event.fn();
+      // Let every promise chain this event started settle: a real turn with nothing else queued.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.#now = Math.max(this.#now, until);
+  }
+
+  #push(time: number, fn: () => void): Event {
+    const event: Event = { time, seq: this.#seq++, fn, cancelled: false };
+    const heap = this.#heap;
+    heap.push(event);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(heap[i]!, heap[parent]!)) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
+    }
+    return event;
+  }
+
+  #pop(): Event {
+    const heap = this.#heap;
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
+        if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
+        if (m === i) break;
+        [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+const before = (a: Event, b: Event): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq);
