@@ -1,0 +1,461 @@
+import { createCore } from "../../../src/core/index.js";
+import { MetaraftError } from "../../../src/errors.js";
+import type { ExecutionMode } from "../../../src/execution/pipeline.js";
+import { MemoryStateStore } from "../../../src/execution/memory-state-store.js";
+import type { HostTransport } from "../../../src/host/index.js";
+import { MemoryStorage, type NodeId } from "../../../src/raft/index.js";
+import { sleep } from "../../../src/runtime.js";
+import { assembleReplica, type Replica } from "../../../src/server/replica.js";
+import { seededRandom } from "../../raft/harness.js";
+import { checkKv, formatKvOp, type KvOp } from "../linearizability.js";
+import { type NetworkFaults, SimNetwork } from "./network.js";
+import { SimRuntime } from "./runtime.js";
+
+/**
+ * The node simulator: 3 or 5 replicas of the production namespace node (the state machine, the
+ * Raft host and the write path, wired by `assembleReplica` as the node wires them) over memory
+ * disks and a virtual network, driven by one seed. The seed picks the faults (loss,
+ * duplication, delay, partitions, crashes that lose the state's unsynced commits, leadership
+ * transfers), the settings (execution mode, batchers, snapshot spacing, so that lagging followers
+ * catch up from streamed state copies) and the clients' operations. A run checks election
+ * safety, that the clients' history of key puts and lookups is linearizable, that no object id
+ * is handed out twice, and that after a healthy phase every replica holds identical state.
+ */
+
+export interface NodeSimOptions {
+  readonly seed: number;
+  readonly nodes?: 3 | 5;
+  /** Default: chosen by the seed. */
+  readonly mode?: ExecutionMode;
+  /** Virtual ms with faults, then with a healthy majority. */
+  readonly safetyMs?: number;
+  readonly livenessMs?: number;
+  readonly clients?: number;
+}
+
+export interface NodeSimResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly failure?: string;
+  readonly stats: {
+    readonly nodes: number;
+    readonly mode: ExecutionMode;
+    readonly events: number;
+    readonly operations: number;
+    readonly completed: number;
+    readonly crashes: number;
+    readonly transfers: number;
+    readonly restores: number;
+    readonly leaders: number;
+  };
+}
+
+const VOLUME = "vol";
+const BUCKET = "bkt";
+const TICK_MS = 10;
+const ELECTION_TICKS = 10;
+/** A client gives up on one node after this and tries another (a frozen or cut-off leader). */
+const ATTEMPT_MS = 400;
+/** ...and on the operation after this: it is then pending, and may or may not take effect. */
+const OPERATION_MS = 3_000;
+const RETRYABLE = new Set([
+  "MR_ERR_NOT_LEADER",
+  "MR_ERR_NOT_READY",
+  "MR_ERR_PROPOSAL_DROPPED",
+  "MR_ERR_TIMEOUT",
+  "MR_ERR_CONNECTION_CLOSED",
+]);
+
+class Failure extends Error {}
+
+/** One replica and its incarnations: the log and the state's disk outlive a crash. */
+class SimNode {
+  readonly log: MemoryStorage;
+  store: MemoryStateStore;
+  replica: Replica | undefined;
+  #alive: { value: boolean } = { value: false };
+
+  constructor(
+    readonly id: NodeId,
+    voters: readonly NodeId[],
+    readonly sim: NodeSimulation,
+  ) {
+    this.log = new MemoryStorage({ voters: [...voters], learners: [] });
+    this.store = new MemoryStateStore(undefined, { defer: (fn) => sim.runtime.defer(fn) });
+  }
+
+  get up(): boolean {
+    return this.replica !== undefined;
+  }
+
+  start(): void {
+    const alive = { value: true };
+    this.#alive = alive;
+    const inner = this.sim.network.transport(this.id);
+    // What an old incarnation still sends after its crash never leaves the machine.
+    const transport: HostTransport = {
+      send: (to, payload) => (alive.value ? inner.send(to, payload) : true),
+      onMessage: (handler) => inner.onMessage((from, payload) => alive.value && handler(from, payload)),
+    };
+    const replica = assembleReplica({
+      id: this.id,
+      storage: this.log,
+      store: this.store,
+      transport,
+      runtime: this.sim.runtime,
+      core: this.sim.core,
+      raft: {
+        tickMs: TICK_MS,
+        electionTicks: ELECTION_TICKS,
+        snapshotEntries: this.sim.snapshotEntries,
+        snapshotTrailingEntries: this.sim.snapshotTrailing,
+      },
+      execution: this.sim.execution,
+      onFatal: (error) => this.sim.fail(`node ${this.id} stopped: ${error.message}`),
+    });
+    replica.host.leadership.subscribe({
+      leaderReady: (term) => this.sim.onLeaderReady(this.id, term),
+    });
+    this.replica = replica;
+    replica.host.start();
+  }
+
+  /** Gone at once; the state keeps what was synced and the first `keep` unsynced commits. */
+  crash(keep: number): void {
+    const replica = this.replica;
+    if (!replica) return;
+    this.#alive.value = false;
+    this.sim.network.detach(this.id);
+    this.replica = undefined;
+    this.sim.restores += replica.host.stats.restores;
+    void replica.host.stop().catch(() => undefined);
+    this.store = this.store.crash(keep);
+  }
+}
+
+type Reply = Record<string, unknown>;
+type Outcome = { ok: true; reply: Reply } | { ok: false; code: string } | { ok: false; code: "pending" };
+
+class NodeSimulation {
+  readonly random: () => number;
+  readonly runtime: SimRuntime;
+  readonly network: SimNetwork;
+  readonly core = createCore({ mode: "ts" }).sync;
+  readonly nodes: SimNode[] = [];
+  readonly history: KvOp[] = [];
+  readonly objectIds = new Map<number, string>();
+  readonly leaderOfTerm = new Map<number, NodeId>();
+  readonly mode: ExecutionMode;
+  readonly execution: { mode: ExecutionMode; batchers: number; batchBytesMax: number };
+  readonly snapshotEntries: number;
+  readonly snapshotTrailing: number;
+  readonly faults: NetworkFaults;
+  crashes = 0;
+  transfers = 0;
+  restores = 0;
+  #failure: string | undefined;
+
+  constructor(readonly options: NodeSimOptions) {
+    this.random = seededRandom(options.seed);
+    const r = this.random;
+    this.runtime = new SimRuntime(r);
+    this.faults = { dropRate: r() * 0.08, duplicateRate: r() * 0.04, delayMaxMs: 1 + Math.floor(r() * 15) };
+    this.network = new SimNetwork(this.runtime, this.faults);
+    this.mode = options.mode ?? (r() < 0.5 ? "leader-execution" : "replicated-request");
+    this.execution = { mode: this.mode, batchers: 1 + Math.floor(r() * 6), batchBytesMax: 4 * 1024 * 1024 };
+    // Small snapshots and a short trail: a node back from a crash or a partition often finds
+    // the log it needs compacted away and is sent a copy of the state.
+    this.snapshotEntries = 10 + Math.floor(r() * 60);
+    this.snapshotTrailing = Math.floor(r() * 10);
+    const count = options.nodes ?? 3;
+    const voters = Array.from({ length: count }, (_, i) => i + 1);
+    for (const id of voters) this.nodes.push(new SimNode(id, voters, this));
+  }
+
+  fail(why: string): void {
+    this.#failure ??= `t=${this.runtime.time}ms: ${why}`;
+  }
+
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  onLeaderReady(id: NodeId, term: number): void {
+    const other = this.leaderOfTerm.get(term);
+    if (other !== undefined && other !== id) this.fail(`two leaders in term ${term}: ${other} and ${id}`);
+    this.leaderOfTerm.set(term, id);
+  }
+
+  #leader(): SimNode | undefined {
+    return this.nodes.find((n) => n.replica?.host.isLeader);
+  }
+
+  /**
+   * One call as the real client makes it: to the leader it believes in, following NOT_LEADER,
+   * moving on from a node that does not answer within an attempt, until the operation's deadline.
+   */
+  async #call(guess: { node: number }, invoke: (replica: Replica) => Promise<Reply>): Promise<Outcome> {
+    const deadline = this.runtime.time + OPERATION_MS;
+    while (this.runtime.time < deadline && !this.failed) {
+      const node = this.nodes[guess.node % this.nodes.length]!;
+      const replica = node.replica;
+      if (!replica) {
+        guess.node++;
+        await sleep(this.runtime, 5);
+        continue;
+      }
+      const outcome = await new Promise<Outcome>((resolve) => {
+        const timer = this.runtime.after(ATTEMPT_MS, () => resolve({ ok: false, code: "MR_ERR_TIMEOUT" }));
+        let promise: Promise<Reply>;
+        try {
+          promise = invoke(replica);
+        } catch (error) {
+          promise = Promise.reject(error);
+        }
+        promise.then(
+          (reply) => {
+            timer.cancel();
+            resolve({ ok: true, reply });
+          },
+          (error: unknown) => {
+            timer.cancel();
+            resolve({ ok: false, code: error instanceof MetaraftError ? error.code : `thrown: ${String(error)}` });
+            if (error instanceof MetaraftError) {
+              const leader = error.details?.leader;
+              if (typeof leader === "number" && leader > 0) guess.node = leader - 1;
+              else guess.node++;
+            } else this.fail(`a call threw ${String(error)}`);
+          },
+        );
+      });
+      if (outcome.ok || !RETRYABLE.has(outcome.code)) return outcome;
+      if (outcome.code === "MR_ERR_TIMEOUT") guess.node++;
+      await sleep(this.runtime, 2 + Math.floor(this.random() * 20));
+    }
+    return { ok: false, code: "pending" };
+  }
+
+  async #client(index: number, until: number): Promise<void> {
+    const clientId = `client-${index}`;
+    let callId = 0;
+    let written = 0;
+    const guess = { node: index };
+    const keys = ["a", "b", "c"];
+    while (this.runtime.time < until && !this.failed) {
+      const key = keys[Math.floor(this.random() * keys.length)]!;
+      if (this.random() < 0.55) {
+        const value = `${index}.${written++}`;
+        const call = this.runtime.time;
+        const openCall = ++callId;
+        const open = await this.#call(guess, (r) =>
+          r.pipeline.submit(clientId, openCall, { op: "openKey", volume: VOLUME, bucket: BUCKET, key, size: 1 } as never),
+        );
+        // An open key changes no key's state: a put whose open failed never happened.
+        if (!open.ok) continue;
+        const openKeyId = open.reply.openKeyId as number;
+        const commitCall = ++callId;
+        const commit = await this.#call(guess, (r) =>
+          r.pipeline.submit(clientId, commitCall, {
+            op: "commitKey",
+            volume: VOLUME,
+            bucket: BUCKET,
+            key,
+            openKeyId,
+            size: 1,
+            etag: value,
+          } as never),
+        );
+        if (commit.ok) {
+          const objectId = commit.reply.objectId as number;
+          const holder = this.objectIds.get(objectId);
+          if (holder !== undefined && holder !== value) {
+            this.fail(`object id ${objectId} given to ${holder} and to ${value}`);
+          }
+          this.objectIds.set(objectId, value);
+          this.history.push({ client: index, kind: "put", key, value, call, ret: this.runtime.time });
+        } else if (commit.code === "pending") {
+          this.history.push({ client: index, kind: "put", key, value, call, ret: null });
+        } else if (commit.code !== "MR_ERR_KEY_NOT_FOUND") {
+          // A definite refusal (the open key expired) leaves the key as it was.
+          this.fail(`commitKey refused with ${commit.code}`);
+        }
+      } else {
+        const call = this.runtime.time;
+        const read = await this.#call(guess, (r) =>
+          r.pipeline.read({ op: "lookupKey", volume: VOLUME, bucket: BUCKET, key } as never, false),
+        );
+        if (read.ok) {
+          const etag = (read.reply.key as { etag: string }).etag;
+          this.history.push({ client: index, kind: "get", key, output: etag, call, ret: this.runtime.time });
+        } else if (read.code === "MR_ERR_KEY_NOT_FOUND") {
+          this.history.push({ client: index, kind: "get", key, output: null, call, ret: this.runtime.time });
+        } else if (read.code !== "pending") {
+          this.fail(`lookupKey refused with ${read.code}`);
+        }
+      }
+      await sleep(this.runtime, Math.floor(this.random() * 15));
+    }
+  }
+
+  /** The seed's faults, one decision every few tens of virtual ms. */
+  async #nemesis(until: number): Promise<void> {
+    const r = this.random;
+    const crashRate = r() * 0.15;
+    const partitionRate = r() * 0.1;
+    const transferRate = r() * 0.08;
+    const tolerated = Math.floor((this.nodes.length - 1) / 2);
+    while (this.runtime.time < until && !this.failed) {
+      await sleep(this.runtime, 20 + Math.floor(r() * 80));
+      const down = this.nodes.filter((n) => !n.up);
+      const up = this.nodes.filter((n) => n.up);
+      const roll = r();
+      if (roll < crashRate && down.length < tolerated) {
+        // The leader more often than its share: its failover is what the host must get right.
+        const leader = this.#leader();
+        const victim = leader && r() < 0.5 ? leader : up[Math.floor(r() * up.length)]!;
+        victim.crash(Math.floor(r() * 3));
+        this.crashes++;
+      } else if (roll < crashRate * 2 && down.length > 0) {
+        down[Math.floor(r() * down.length)]!.start();
+      } else if (roll < crashRate * 2 + partitionRate) {
+        this.network.heal();
+        const cut = this.nodes[Math.floor(r() * this.nodes.length)]!.id;
+        const oneWay = r() < 0.3;
+        for (const other of this.nodes) {
+          if (other.id === cut) continue;
+          this.network.cut(cut, other.id);
+          if (!oneWay) this.network.cut(other.id, cut);
+        }
+      } else if (roll < crashRate * 2 + partitionRate * 2) {
+        this.network.heal();
+      } else if (roll < crashRate * 2 + partitionRate * 2 + transferRate) {
+        const leader = this.#leader();
+        const others = up.filter((n) => n !== leader);
+        if (leader && others.length > 0) {
+          try {
+            leader.replica!.host.transferLeader(others[Math.floor(r() * others.length)]!.id);
+            this.transfers++;
+          } catch {
+            // Refused (not ready, a transfer under way): a transfer is only ever a request.
+          }
+        }
+      }
+    }
+  }
+
+  async #setUp(): Promise<void> {
+    const guess = { node: 0 };
+    for (const [op, fields] of [
+      ["createVolume", { volume: VOLUME }],
+      ["createBucket", { volume: VOLUME, bucket: BUCKET }],
+    ] as const) {
+      const outcome = await this.#call(guess, (r) => r.pipeline.submit("setup", op === "createVolume" ? 1 : 2, { op, ...fields } as never));
+      if (!outcome.ok && outcome.code !== "MR_ERR_VOLUME_EXISTS" && outcome.code !== "MR_ERR_BUCKET_EXISTS") {
+        this.fail(`setup ${op}: ${outcome.code}`);
+      }
+    }
+  }
+
+  async run(): Promise<NodeSimResult> {
+    const safetyMs = this.options.safetyMs ?? 3_000;
+    const livenessMs = this.options.livenessMs ?? 4_000;
+    const clients = this.options.clients ?? 3;
+    for (const node of this.nodes) node.start();
+    const done = (async () => {
+      await this.#setUp();
+      const until = this.runtime.time + safetyMs;
+      await Promise.all([
+        this.#nemesis(until),
+        ...Array.from({ length: clients }, (_, i) => this.#client(i, until)),
+      ]);
+      // Liveness: heal everything, restart the crashed, and the cluster must converge.
+      this.network.heal();
+      this.network.faults = { dropRate: 0, duplicateRate: 0, delayMaxMs: this.faults.delayMaxMs };
+      for (const node of this.nodes) if (!node.up) node.start();
+      const final = await this.#call({ node: 0 }, (r) =>
+        r.pipeline.submit("final", 1, { op: "createVolume", volume: "final" } as never),
+      );
+      if (!final.ok) this.fail(`no write succeeded in the healthy phase: ${final.code}`);
+      const converged = this.runtime.time + livenessMs;
+      while (!this.failed && this.runtime.time < converged) {
+        const applied = this.nodes.map((n) => n.replica!.host.appliedIndex);
+        const leader = this.#leader();
+        if (leader && applied.every((a) => a === leader.replica!.host.raft.log.committed)) break;
+        await sleep(this.runtime, 20);
+      }
+    })();
+    let finished = false;
+    void done.then(
+      () => {
+        finished = true;
+      },
+      (error: unknown) => {
+        finished = true;
+        this.fail(`the harness threw: ${error instanceof Error ? error.stack : String(error)}`);
+      },
+    );
+    const horizon = safetyMs + livenessMs + 2 * OPERATION_MS + 2_000;
+    while (!finished && this.runtime.time < horizon) await this.runtime.runUntil(this.runtime.time + 50, 5_000_000);
+    if (!finished) this.fail(`the run did not finish in ${horizon} virtual ms`);
+    this.#check();
+    return this.#result();
+  }
+
+  #check(): void {
+    if (this.failed) return;
+    const applied = this.nodes.map((n) => n.replica?.host.appliedIndex ?? -1);
+    if (new Set(applied).size !== 1) {
+      this.fail(`the replicas did not converge: applied ${applied.join(", ")}`);
+      return;
+    }
+    const states = this.nodes.map((n) => Buffer.from(n.store.snapshot()));
+    for (let i = 1; i < states.length; i++) {
+      if (!states[i]!.equals(states[0]!)) {
+        this.fail(`node ${i + 1}'s state differs from node 1's at applied index ${applied[0]}`);
+        return;
+      }
+    }
+    const verdict = checkKv(this.history);
+    if (verdict.kind === "violation") {
+      this.fail(`not linearizable: ${JSON.stringify(verdict).slice(0, 2_000)}`);
+    } else if (verdict.kind !== "ok") {
+      this.fail(`linearizability unknown: ${JSON.stringify(verdict).slice(0, 500)}`);
+    }
+  }
+
+  #result(): NodeSimResult {
+    for (const node of this.nodes) this.restores += node.replica?.host.stats.restores ?? 0;
+    return {
+      seed: this.options.seed,
+      ok: !this.failed,
+      ...(this.#failure ? { failure: this.#failure } : {}),
+      stats: {
+        nodes: this.nodes.length,
+        mode: this.mode,
+        events: this.runtime.events,
+        operations: this.history.length,
+        completed: this.history.filter((op) => op.ret !== null).length,
+        crashes: this.crashes,
+        transfers: this.transfers,
+        restores: this.restores,
+        leaders: this.leaderOfTerm.size,
+      },
+    };
+  }
+
+  /** For a failure report: the history as lines. */
+  describeHistory(): string {
+    return this.history.map((op, i) => formatKvOp(op, i)).join("\n");
+  }
+}
+
+export async function simulateNodes(options: NodeSimOptions): Promise<NodeSimResult> {
+  const sim = new NodeSimulation(options);
+  for (const node of sim.nodes) void node;
+  const result = await sim.run();
+  // Stop every replica's timers so nothing of this run lingers into the next.
+  for (const node of sim.nodes) await node.replica?.host.stop().catch(() => undefined);
+  return result;
+}
+
+export { Failure };
