@@ -20,7 +20,7 @@ function openStore(): StateStore {
   dirs.push(dir);
   const env = openEnvironment(dir, { noSync: true });
   envs.push(env);
-  return new StateStore(env);
+  return StateStore.open(env);
 }
 
 const encoder = new TextEncoder();
@@ -106,7 +106,7 @@ describe("state snapshots", () => {
     // Synced commits that overlap their fsync, as the node opens its state.
     const env = openEnvironment(dir, { overlappingSync: true });
     envs.push(env);
-    const store = new StateStore(env);
+    const store = StateStore.open(env);
     store.apply([put(TABLE_IDS.volumes, "v", "1")], { index: 1, lastTxid: 1 });
     assert.equal(store.appliedIndex, 1);
     assert.equal(store.durableIndex, 0, "nothing is durable before its commit");
