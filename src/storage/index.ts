@@ -1,6 +1,6 @@
 /**
  * The storage package's one entry point: the node's LMDB environment, the Raft log in it, and
- * the disk of the state machine's tables.
+ * the disk of the state machine's tables (LMDB, or its in-memory twin for the simulator).
  * Record layouts are internal (raft-records.ts documents them).
  */
 import type { EnvironmentOptions } from "./environment.js";
@@ -19,6 +19,7 @@ export {
   type TableName,
 } from "./environment.js";
 export type { ClusterIdentity } from "./identity.js";
+export { MemoryStateDisk, type MemoryStateDiskOptions } from "./memory-state-disk.js";
 export {
   ENTRY_DATA_BYTES_MAX_DEFAULT,
   LmdbRaftLog,
