@@ -1,6 +1,11 @@
 import { pack, unpackMultiple } from "msgpackr";
 import { MetaraftError } from "../errors.js";
-import { LmdbStateDisk, type StateDisk, type StorageEnvironment } from "../storage/index.js";
+import {
+  LmdbStateDisk,
+  type StateDisk,
+  type StateDiskRow,
+  type StorageEnvironment,
+} from "../storage/index.js";
 import { type ScanEntry, type StateReader, type StateTable, TABLE_IDS, TABLE_OF_ID } from "./types.js";
 
 const encoder = new TextEncoder();
@@ -346,28 +351,16 @@ export class StateStore implements StateReader {
     try {
       yield header;
       for (const [name, id] of Object.entries(TABLE_IDS) as [StateTable, number][]) {
-        const overlay = pending.get(name)!;
-        let o = 0;
         let rows: [Uint8Array, Uint8Array][] = [];
-        const emit = (key: Uint8Array, value: Uint8Array | null) => {
-          if (value !== null) rows.push([key, value]);
-        };
-        for (const { key: raw, value } of view.rows(name)) {
-          // Pending keys before this one, then this one unless pending replaces it.
-          while (o < overlay.length && Buffer.compare(overlay[o]!.raw, raw) < 0) {
-            emit(overlay[o]!.raw, overlay[o]!.value);
-            o++;
-          }
-          if (o < overlay.length && Buffer.compare(overlay[o]!.raw, raw) === 0) {
-            emit(overlay[o]!.raw, overlay[o]!.value);
-            o++;
-          } else emit(raw, value);
+        // Sliced by count whichever side a row comes from, so that the bytes do not depend on
+        // how much of the state was committed when the copy began.
+        for (const row of overlaid(view.rows(name), pending.get(name)!)) {
+          rows.push(row);
           if (rows.length >= sliceRows) {
             yield pack([id, rows]);
             rows = [];
           }
         }
-        for (; o < overlay.length; o++) emit(overlay[o]!.raw, overlay[o]!.value);
         if (rows.length > 0) yield pack([id, rows]);
       }
     } finally {
@@ -403,6 +396,29 @@ export class StateStore implements StateReader {
       }),
     );
     return this.flushed();
+  }
+}
+
+/** A table's rows on disk with the pending writes over them, in key order; deleted rows left out. */
+function* overlaid(
+  disk: Iterable<StateDiskRow>,
+  overlay: readonly { raw: Buffer; value: Uint8Array | null }[],
+): Generator<[Uint8Array, Uint8Array]> {
+  let o = 0;
+  for (const { key, value } of disk) {
+    // Pending keys before this one, then this one unless pending replaces it.
+    for (; o < overlay.length && Buffer.compare(overlay[o]!.raw, key) < 0; o++) {
+      const p = overlay[o]!;
+      if (p.value !== null) yield [p.raw, p.value];
+    }
+    if (o < overlay.length && Buffer.compare(overlay[o]!.raw, key) === 0) {
+      const p = overlay[o++]!;
+      if (p.value !== null) yield [p.raw, p.value];
+    } else yield [key, value];
+  }
+  for (; o < overlay.length; o++) {
+    const p = overlay[o]!;
+    if (p.value !== null) yield [p.raw, p.value];
   }
 }
 
