@@ -1,6 +1,11 @@
 import { pack, unpackMultiple } from "msgpackr";
 import { MetaraftError } from "../errors.js";
-import type { StorageEnvironment } from "../storage/index.js";
+import {
+  LmdbStateDisk,
+  type StateDisk,
+  type StateDiskRow,
+  type StorageEnvironment,
+} from "../storage/index.js";
 import { type ScanEntry, type StateReader, type StateTable, TABLE_IDS, TABLE_OF_ID } from "./types.js";
 
 const encoder = new TextEncoder();
@@ -123,23 +128,41 @@ export class LayeredReader implements StateReader {
 /** Rows per slice of a state snapshot: the leader yields to its event loop between slices. */
 export const SNAPSHOT_SLICE_ROWS = 4096;
 
-const META_APPLIED = encoder.encode("appliedIndex");
-const META_LAST_TXID = encoder.encode("lastTxid");
+const META_APPLIED = Buffer.from(encoder.encode("appliedIndex"));
+const META_LAST_TXID = Buffer.from(encoder.encode("lastTxid"));
+
+/** Every table but meta: what a snapshot replaces. */
+const SNAPSHOT_TABLES: readonly StateTable[] = (Object.keys(TABLE_IDS) as StateTable[]).filter(
+  (name) => name !== "meta",
+);
 
 export interface ApplyMeta {
   readonly index: number;
   readonly lastTxid: number;
 }
 
+export interface StateStoreOptions {
+  /**
+   * Runs `fn` on a later turn of the event loop: it commits the entries applied in this turn,
+   * and spaces the slices of `snapshotStream`. Default `setImmediate`; a simulator passes its
+   * scheduler, so that the production code runs on its clock.
+   */
+  readonly defer?: (fn: () => void) => void;
+}
+
+const deferImmediate = (fn: () => void): void => void setImmediate(fn);
+
 /**
- * The state machine's tables in LMDB. `apply` makes a write-set visible at once (through the
- * pending layer) and commits it with the applied index and last txid in one transaction; the
- * layer forgets an entry's writes once that transaction is committed. After a crash the applied
- * index on disk says where to resume, and write-sets are absolute, so applying again is harmless:
- * which is why the node lets these commits resolve before their fsync (`overlappingSync`).
+ * The state machine's tables on a `StateDisk` (LMDB in the node, `MemoryStateDisk` in the
+ * simulator). `apply` makes a write-set visible at once (through the pending layer) and commits it
+ * with the applied index and last txid in one transaction; the layer forgets an entry's writes
+ * once that transaction is committed. After a crash the applied index on disk says where to
+ * resume, and write-sets are absolute, so applying again is harmless: which is why the node lets
+ * these commits resolve before their fsync (`overlappingSync`).
  */
 export class StateStore implements StateReader {
-  readonly #env: StorageEnvironment;
+  readonly #disk: StateDisk;
+  readonly #defer: (fn: () => void) => void;
   readonly pending = new Layer();
   #appliedIndex: number;
   #lastTxid: number;
@@ -147,15 +170,22 @@ export class StateStore implements StateReader {
   #durableIndex: number;
   #lastCommit: Promise<unknown> = Promise.resolve();
   #failure: Error | undefined;
-  #unwritten: { table: StateTable; key: string; rawKey: Buffer; value: Uint8Array | null }[] = [];
+  /** Applied, not yet handed to the disk: the writes of this turn, then the meta records. */
+  #unwritten: { table: StateTable; key: Buffer; value: Uint8Array | null }[] = [];
   #flushScheduled = false;
 
-  constructor(env: StorageEnvironment) {
-    this.#env = env;
-    this.#appliedIndex = readU64(env.dbs.meta.getBinary(Buffer.from(META_APPLIED)));
-    this.#lastTxid = readU64(env.dbs.meta.getBinary(Buffer.from(META_LAST_TXID)));
+  constructor(disk: StateDisk, options: StateStoreOptions = {}) {
+    this.#disk = disk;
+    this.#defer = options.defer ?? deferImmediate;
+    this.#appliedIndex = readU64(disk.get("meta", META_APPLIED));
+    this.#lastTxid = readU64(disk.get("meta", META_LAST_TXID));
     this.#committedIndex = this.#appliedIndex;
     this.#durableIndex = this.#appliedIndex;
+  }
+
+  /** The store over the node's `state/` environment. */
+  static open(env: StorageEnvironment, options: StateStoreOptions = {}): StateStore {
+    return new StateStore(new LmdbStateDisk(env), options);
   }
 
   get appliedIndex(): number {
@@ -166,7 +196,7 @@ export class StateStore implements StateReader {
     return this.#lastTxid;
   }
 
-  /** The applied index already committed to LMDB (and synced, unless the environment overlaps syncs). */
+  /** The applied index already committed to the disk (and synced, unless the disk overlaps syncs). */
   get committedIndex(): number {
     return this.#committedIndex;
   }
@@ -179,7 +209,7 @@ export class StateStore implements StateReader {
   get(table: StateTable, key: string): Uint8Array | undefined {
     const hit = this.pending.lookup(table, key);
     if (hit) return hit.value ?? undefined;
-    const value = this.#env.dbs[table].getBinary(Buffer.from(key));
+    const value = this.#disk.get(table, Buffer.from(key));
     return value ? new Uint8Array(value) : undefined;
   }
 
@@ -198,8 +228,8 @@ export class StateStore implements StateReader {
     // 0xff never occurs in UTF-8, so it bounds every key with the prefix.
     const end = Buffer.concat([Buffer.from(prefix), Buffer.from([0xff])]);
     const out: ScanEntry[] = [];
-    for (const { key, value } of this.#env.dbs[table].getRange({ start, end, limit })) {
-      out.push({ key: decoder.decode(key as Uint8Array), value: new Uint8Array(value as Uint8Array) });
+    for (const { key, value } of this.#disk.range(table, start, end, limit)) {
+      out.push({ key: decoder.decode(key), value: new Uint8Array(value) });
     }
     return out;
   }
@@ -218,9 +248,9 @@ export class StateStore implements StateReader {
       const table = TABLE_OF_ID.get(w.table);
       if (!table)
         throw new MetaraftError("MR_ERR_LOG_CORRUPT", `entry ${meta.index}: unknown table ${w.table}`);
-      return { table, key: decoder.decode(w.key), rawKey: Buffer.from(w.key), value: w.value };
+      return { table, key: Buffer.from(w.key), value: w.value };
     });
-    for (const w of named) this.pending.set(w.table, w.key, w.value, meta.index);
+    for (const w of named) this.pending.set(w.table, decoder.decode(w.key), w.value, meta.index);
     this.#appliedIndex = meta.index;
     this.#lastTxid = meta.lastTxid;
     // Entries applied in one turn of the event loop share one transaction (and one fsync):
@@ -228,7 +258,7 @@ export class StateStore implements StateReader {
     this.#unwritten.push(...named);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setImmediate(() => this.#writeUnwritten());
+      this.#defer(() => this.#writeUnwritten());
     }
   }
 
@@ -237,19 +267,11 @@ export class StateStore implements StateReader {
     const writes = this.#unwritten;
     this.#unwritten = [];
     const index = this.#appliedIndex;
-    const lastTxid = this.#lastTxid;
-    const dbs = this.#env.dbs;
-    this.#track(
-      index,
-      this.#env.transaction(() => {
-        for (const w of writes) {
-          if (w.value === null) dbs[w.table].remove(w.rawKey);
-          else dbs[w.table].put(w.rawKey, asBuffer(w.value));
-        }
-        dbs.meta.put(Buffer.from(META_APPLIED), u64(index));
-        dbs.meta.put(Buffer.from(META_LAST_TXID), u64(lastTxid));
-      }),
+    writes.push(
+      { table: "meta", key: META_APPLIED, value: u64(index) },
+      { table: "meta", key: META_LAST_TXID, value: u64(this.#lastTxid) },
     );
+    this.#track(index, this.#disk.commit({ writes }));
   }
 
   /** Follows the transaction that brings the tables to `index`: committed, then synced. */
@@ -258,7 +280,7 @@ export class StateStore implements StateReader {
       () => {
         this.#committedIndex = Math.max(this.#committedIndex, index);
         this.pending.pruneUpTo(index);
-        void this.#env.flushed().then(
+        void this.#disk.flushed().then(
           () => {
             this.#durableIndex = Math.max(this.#durableIndex, index);
           },
@@ -273,7 +295,7 @@ export class StateStore implements StateReader {
     );
   }
 
-  /** Resolves when every apply so far is committed to LMDB. */
+  /** Resolves when every apply so far is committed to the disk (not necessarily synced). */
   flushed(): Promise<void> {
     if (this.#flushScheduled) this.#writeUnwritten();
     return this.#lastCommit.then(() => {
@@ -295,7 +317,7 @@ export class StateStore implements StateReader {
   /**
    * The same copy, built a slice at a time with the event loop free in between: a large state
    * copied in one go would stall the leader past its followers' election timeout. The copy is
-   * of the state when it is called (an LMDB read transaction plus the pending writes of then).
+   * of the state when it is called (a read view of the disk plus the pending writes of then).
    */
   async snapshotAsync(sliceRows = SNAPSHOT_SLICE_ROWS): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
@@ -307,14 +329,14 @@ export class StateStore implements StateReader {
   async *snapshotStream(sliceRows = SNAPSHOT_SLICE_ROWS): AsyncGenerator<Uint8Array> {
     for (const part of this.#snapshotParts(sliceRows)) {
       yield part;
-      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise<void>((resolve) => this.#defer(resolve));
     }
   }
 
   *#snapshotParts(sliceRows: number): Generator<Uint8Array> {
-    // Taken together, before the first yield: LMDB as committed now, plus what is pending now
-    // (applied, not yet committed) is exactly the applied state of now.
-    const txn = this.#env.root.useReadTransaction();
+    // Taken together, before the first yield: the disk as committed now, plus what is pending
+    // now (applied, not yet committed) is exactly the applied state of now.
+    const view = this.#disk.view();
     const pending = new Map<StateTable, { raw: Buffer; value: Uint8Array | null }[]>();
     for (const name of Object.keys(TABLE_IDS) as StateTable[]) {
       pending.set(
@@ -329,33 +351,20 @@ export class StateStore implements StateReader {
     try {
       yield header;
       for (const [name, id] of Object.entries(TABLE_IDS) as [StateTable, number][]) {
-        const overlay = pending.get(name)!;
-        let o = 0;
         let rows: [Uint8Array, Uint8Array][] = [];
-        const emit = (key: Uint8Array, value: Uint8Array | null) => {
-          if (value !== null) rows.push([key, value]);
-        };
-        for (const { key, value } of this.#env.dbs[name].getRange({ transaction: txn })) {
-          const raw = key as Buffer;
-          // Pending keys before this one, then this one unless pending replaces it.
-          while (o < overlay.length && Buffer.compare(overlay[o]!.raw, raw) < 0) {
-            emit(overlay[o]!.raw, overlay[o]!.value);
-            o++;
-          }
-          if (o < overlay.length && Buffer.compare(overlay[o]!.raw, raw) === 0) {
-            emit(overlay[o]!.raw, overlay[o]!.value);
-            o++;
-          } else emit(raw, value as Uint8Array);
+        // Sliced by count whichever side a row comes from, so that the bytes do not depend on
+        // how much of the state was committed when the copy began.
+        for (const row of overlaid(view.rows(name), pending.get(name)!)) {
+          rows.push(row);
           if (rows.length >= sliceRows) {
             yield pack([id, rows]);
             rows = [];
           }
         }
-        for (; o < overlay.length; o++) emit(overlay[o]!.raw, overlay[o]!.value);
         if (rows.length > 0) yield pack([id, rows]);
       }
     } finally {
-      txn.done();
+      view.done();
     }
   }
 
@@ -374,7 +383,6 @@ export class StateStore implements StateReader {
     }
     const snapshot = { ...header, tables: slices };
     this.pending.clear();
-    const dbs = this.#env.dbs;
     // A copy taken when it was sent may be ahead of the snapshot's index: entries up to its own
     // applied index are in it already, and apply skips them.
     index = Math.max(index, snapshot.appliedIndex ?? index);
@@ -382,22 +390,51 @@ export class StateStore implements StateReader {
     this.#lastTxid = snapshot.lastTxid;
     this.#track(
       index,
-      this.#env.transaction(() => {
-        for (const name of Object.keys(TABLE_IDS) as StateTable[]) {
-          if (name === "meta") continue;
-          for (const { key } of dbs[name].getRange({})) dbs[name].remove(key as Buffer);
-        }
-        for (const [id, rows] of snapshot.tables) {
-          const name = TABLE_OF_ID.get(id);
-          if (!name || name === "meta") continue;
-          for (const [key, value] of rows) dbs[name].put(Buffer.from(key), asBuffer(value));
-        }
-        dbs.meta.put(Buffer.from(META_APPLIED), u64(index));
-        dbs.meta.put(Buffer.from(META_LAST_TXID), u64(snapshot.lastTxid));
+      this.#disk.commit({
+        clear: SNAPSHOT_TABLES,
+        writes: restoreWrites(snapshot.tables, index, snapshot.lastTxid),
       }),
     );
     return this.flushed();
   }
+}
+
+/** A table's rows on disk with the pending writes over them, in key order; deleted rows left out. */
+function* overlaid(
+  disk: Iterable<StateDiskRow>,
+  overlay: readonly { raw: Buffer; value: Uint8Array | null }[],
+): Generator<[Uint8Array, Uint8Array]> {
+  let o = 0;
+  for (const { key, value } of disk) {
+    // Pending keys before this one, then this one unless pending replaces it.
+    for (; o < overlay.length && Buffer.compare(overlay[o]!.raw, key) < 0; o++) {
+      const p = overlay[o]!;
+      if (p.value !== null) yield [p.raw, p.value];
+    }
+    if (o < overlay.length && Buffer.compare(overlay[o]!.raw, key) === 0) {
+      const p = overlay[o++]!;
+      if (p.value !== null) yield [p.raw, p.value];
+    } else yield [key, value];
+  }
+  for (; o < overlay.length; o++) {
+    const p = overlay[o]!;
+    if (p.value !== null) yield [p.raw, p.value];
+  }
+}
+
+/** A snapshot's rows (but meta's), then the meta records: read by the disk as it commits them. */
+function* restoreWrites(
+  slices: readonly (readonly [number, readonly (readonly [Uint8Array, Uint8Array])[]])[],
+  index: number,
+  lastTxid: number,
+): Generator<{ table: StateTable; key: Buffer; value: Uint8Array }> {
+  for (const [id, rows] of slices) {
+    const table = TABLE_OF_ID.get(id);
+    if (!table || table === "meta") continue;
+    for (const [key, value] of rows) yield { table, key: Buffer.from(key), value };
+  }
+  yield { table: "meta", key: META_APPLIED, value: u64(index) };
+  yield { table: "meta", key: META_LAST_TXID, value: u64(lastTxid) };
 }
 
 const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -408,8 +445,8 @@ function u64(value: number): Buffer {
   return out;
 }
 
-function readU64(value: Buffer | undefined): number {
+function readU64(value: Uint8Array | undefined): number {
   if (!value) return 0;
   if (value.length !== 8) throw new MetaraftError("MR_ERR_LOG_CORRUPT", "meta record is not a u64");
-  return Number(value.readBigUInt64BE(0));
+  return Number(asBuffer(value).readBigUInt64BE(0));
 }

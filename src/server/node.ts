@@ -336,7 +336,7 @@ export class MetaraftNode {
     try {
       stateEnv = openEnvironment(join(config.dataDir, "state"), { ...sync, overlappingSync: true });
       log = new LmdbRaftLog(logEnv);
-      const store = new StateStore(stateEnv);
+      const store = StateStore.open(stateEnv);
       const joinedWith = config.join && log.blank ? await askToJoin(config) : undefined;
       // Before anything else reads the data: whose is it, and do the flags agree with it?
       const outcome = await establishIdentity(log, {

@@ -1,5 +1,6 @@
 /**
- * The storage package's one entry point: the node's LMDB environment and the Raft log in it.
+ * The storage package's one entry point: the node's LMDB environment, the Raft log in it, and
+ * the disk of the state machine's tables (LMDB, or its in-memory twin for the simulator).
  * Record layouts are internal (raft-records.ts documents them).
  */
 import type { EnvironmentOptions } from "./environment.js";
@@ -18,6 +19,7 @@ export {
   type TableName,
 } from "./environment.js";
 export type { ClusterIdentity } from "./identity.js";
+export { MemoryStateDisk, type MemoryStateDiskOptions } from "./memory-state-disk.js";
 export {
   ENTRY_DATA_BYTES_MAX_DEFAULT,
   LmdbRaftLog,
@@ -25,6 +27,15 @@ export {
   SNAPSHOT_DATA_BYTES_MAX_DEFAULT,
   TERM_CACHE_ENTRIES_DEFAULT,
 } from "./raft-log.js";
+export {
+  LmdbStateDisk,
+  STATE_KEY_BYTES_MAX,
+  type StateDisk,
+  type StateDiskBatch,
+  type StateDiskRow,
+  type StateDiskView,
+  type StateDiskWrite,
+} from "./state-disk.js";
 
 /**
  * Opens (creating if need be) the environment at `path` and the Raft log in it, recovering
