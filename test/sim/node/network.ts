@@ -12,14 +12,17 @@ export interface NetworkFaults {
 }
 
 /**
- * A network of `HostTransport`s on a virtual clock: every message is delayed, and may be lost,
- * duplicated or reordered; a partition cuts links one way or both. Counts the bytes sent on each
+ * A network of `HostTransport`s on a virtual clock: every message is delayed, and may be lost or
+ * duplicated; messages on one link keep their order (TCP), different links overtake one another;
+ * a partition cuts links one way or both. Counts the bytes sent on each
  * link, as the peer transport's counters do.
  */
 export class SimNetwork {
   readonly #handlers = new Map<NodeId, (from: NodeId, payload: Uint8Array) => void>();
   /** Directed links that are cut: `from>to`. */
   readonly #cut = new Set<string>();
+  /** When the last message on each link arrives: later ones arrive no earlier. */
+  readonly #lastAt = new Map<string, number>();
   /** Bytes handed to the network per directed link, delivered or not. */
   readonly sentBytes = new Map<string, number>();
   delivered = 0;
@@ -73,8 +76,14 @@ export class SimNetwork {
     // The receiver may keep what it is given: each delivery gets its own copy.
     const bytes = new Uint8Array(payload);
     for (let i = 0; i < copies; i++) {
-      const delay = 1 + Math.floor(random() * this.faults.delayMaxMs);
-      this.runtime.after(delay, () => {
+      // In order per link, as over the TCP connection of the peer transport (a state copy's
+      // pieces rely on it); the delay varies, so links overtake one another.
+      const at = Math.max(
+        this.runtime.time + 1 + Math.floor(random() * this.faults.delayMaxMs),
+        this.#lastAt.get(link) ?? 0,
+      );
+      this.#lastAt.set(link, at);
+      this.runtime.after(at - this.runtime.time, () => {
         if (this.#cut.has(link)) {
           this.dropped++;
           return;

@@ -1,7 +1,7 @@
 import { createCore } from "../../../src/core/index.js";
 import { MetaraftError } from "../../../src/errors.js";
-import type { ExecutionMode } from "../../../src/execution/pipeline.js";
 import { MemoryStateStore } from "../../../src/execution/memory-state-store.js";
+import type { ExecutionMode } from "../../../src/execution/pipeline.js";
 import type { HostTransport } from "../../../src/host/index.js";
 import { MemoryStorage, type NodeId } from "../../../src/raft/index.js";
 import { sleep } from "../../../src/runtime.js";
@@ -219,7 +219,10 @@ class NodeSimulation {
           },
           (error: unknown) => {
             timer.cancel();
-            resolve({ ok: false, code: error instanceof MetaraftError ? error.code : `thrown: ${String(error)}` });
+            resolve({
+              ok: false,
+              code: error instanceof MetaraftError ? error.code : `thrown: ${String(error)}`,
+            });
             if (error instanceof MetaraftError) {
               const leader = error.details?.leader;
               if (typeof leader === "number" && leader > 0) guess.node = leader - 1;
@@ -248,7 +251,13 @@ class NodeSimulation {
         const call = this.runtime.time;
         const openCall = ++callId;
         const open = await this.#call(guess, (r) =>
-          r.pipeline.submit(clientId, openCall, { op: "openKey", volume: VOLUME, bucket: BUCKET, key, size: 1 } as never),
+          r.pipeline.submit(clientId, openCall, {
+            op: "openKey",
+            volume: VOLUME,
+            bucket: BUCKET,
+            key,
+            size: 1,
+          } as never),
         );
         // An open key changes no key's state: a put whose open failed never happened.
         if (!open.ok) continue;
@@ -313,7 +322,7 @@ class NodeSimulation {
         // The leader more often than its share: its failover is what the host must get right.
         const leader = this.#leader();
         const victim = leader && r() < 0.5 ? leader : up[Math.floor(r() * up.length)]!;
-        victim.crash(Math.floor(r() * 3));
+        victim.crash(Math.floor(r() * (victim.store.disk.unsyncedCommits + 1)));
         this.crashes++;
       } else if (roll < crashRate * 2 && down.length > 0) {
         down[Math.floor(r() * down.length)]!.start();
@@ -349,7 +358,9 @@ class NodeSimulation {
       ["createVolume", { volume: VOLUME }],
       ["createBucket", { volume: VOLUME, bucket: BUCKET }],
     ] as const) {
-      const outcome = await this.#call(guess, (r) => r.pipeline.submit("setup", op === "createVolume" ? 1 : 2, { op, ...fields } as never));
+      const outcome = await this.#call(guess, (r) =>
+        r.pipeline.submit("setup", op === "createVolume" ? 1 : 2, { op, ...fields } as never),
+      );
       if (!outcome.ok && outcome.code !== "MR_ERR_VOLUME_EXISTS" && outcome.code !== "MR_ERR_BUCKET_EXISTS") {
         this.fail(`setup ${op}: ${outcome.code}`);
       }
@@ -395,7 +406,8 @@ class NodeSimulation {
       },
     );
     const horizon = safetyMs + livenessMs + 2 * OPERATION_MS + 2_000;
-    while (!finished && this.runtime.time < horizon) await this.runtime.runUntil(this.runtime.time + 50, 5_000_000);
+    while (!finished && this.runtime.time < horizon)
+      await this.runtime.runUntil(this.runtime.time + 50, 5_000_000);
     if (!finished) this.fail(`the run did not finish in ${horizon} virtual ms`);
     this.#check();
     return this.#result();
@@ -405,7 +417,16 @@ class NodeSimulation {
     if (this.failed) return;
     const applied = this.nodes.map((n) => n.replica?.host.appliedIndex ?? -1);
     if (new Set(applied).size !== 1) {
-      this.fail(`the replicas did not converge: applied ${applied.join(", ")}`);
+      const status = this.nodes.map((n) => {
+        const host = n.replica?.host;
+        if (!host) return `${n.id}: down`;
+        const s = host.status();
+        const progress = host.isLeader
+          ? ` progress ${JSON.stringify([...host.raft.progress].map(([id, p]) => ({ id, match: p.match, next: p.next, state: p.state })))}`
+          : "";
+        return `${n.id}: ${s.role} term ${s.term} leader ${s.leader} commit ${s.commit} applied ${s.applied} log ${s.firstIndex}..${s.lastIndex} snapshot ${JSON.stringify(s.snapshot)} restores ${host.stats.restores}${progress}`;
+      });
+      this.fail(`the replicas did not converge: applied ${applied.join(", ")}\n  ${status.join("\n  ")}`);
       return;
     }
     const states = this.nodes.map((n) => Buffer.from(n.store.snapshot()));
