@@ -13,11 +13,7 @@ const AMBIENT =
 
 /** The process entry points: they own the real process, and pass `systemRuntime` down. */
 const allowed = (path: string): boolean =>
-  path === "runtime.ts" ||
-  path.startsWith("cli/") ||
-  path.endsWith("-main.ts") ||
-  // TEMPORARY: StateStore's deferral moves to the runtime with its disk seam (in progress).
-  path === "execution/state-store.ts";
+  path === "runtime.ts" || path.startsWith("cli/") || path.endsWith("-main.ts");
 
 function files(dir: string): string[] {
   const out: string[] = [];

@@ -1,5 +1,6 @@
 import { pack, unpackMultiple } from "msgpackr";
 import { MetaraftError } from "../errors.js";
+import { systemRuntime } from "../runtime.js";
 import {
   LmdbStateDisk,
   type StateDisk,
@@ -144,13 +145,13 @@ export interface ApplyMeta {
 export interface StateStoreOptions {
   /**
    * Runs `fn` on a later turn of the event loop: it commits the entries applied in this turn,
-   * and spaces the slices of `snapshotStream`. Default `setImmediate`; a simulator passes its
+   * and spaces the slices of `snapshotStream`. Default the system runtime's; a simulator passes its
    * scheduler, so that the production code runs on its clock.
    */
   readonly defer?: (fn: () => void) => void;
 }
 
-const deferImmediate = (fn: () => void): void => void setImmediate(fn);
+const deferImmediate = (fn: () => void): void => systemRuntime.defer(fn);
 
 /**
  * The state machine's tables on a `StateDisk` (LMDB in the node, `MemoryStateDisk` in the

@@ -1,4 +1,5 @@
 import { MetaraftError } from "../errors.js";
+import { systemRuntime } from "../runtime.js";
 import type { TableName } from "./environment.js";
 import {
   STATE_KEY_BYTES_MAX,
@@ -12,7 +13,7 @@ export interface MemoryStateDiskOptions {
   /**
    * Runs `fn` later: when a commit lands (becomes visible and resolves) and when a sync that
    * `flushed()` asked for happens. Each commit and each sync gets its own call, so the order in
-   * which a simulator runs them decides what a crash finds unsynced. Default `setImmediate`.
+   * which a simulator runs them decides what a crash finds unsynced. Default the system runtime's.
    */
   readonly defer?: (fn: () => void) => void;
 }
@@ -41,7 +42,7 @@ export class MemoryStateDisk implements StateDisk {
   #crashed = false;
 
   constructor(options: MemoryStateDiskOptions = {}) {
-    this.#defer = options.defer ?? ((fn) => void setImmediate(fn));
+    this.#defer = options.defer ?? ((fn) => systemRuntime.defer(fn));
     this.#visible = new Tables();
     this.#synced = new Tables();
   }
