@@ -27,6 +27,12 @@ export interface Runtime {
   every(ms: number, fn: () => void): Timer;
   /** Runs `fn` in a later turn of the event loop, after the I/O that is ready now. */
   defer(fn: () => void): void;
+  /**
+   * FoundationDB's BUGGIFY: a fault point in production code (`"host.save.slow"`) asks whether
+   * to take its rare but legal path now. Absent in production, so never; the simulator answers
+   * from its seed, so the paths that timing alone seldom takes are taken often.
+   */
+  buggify?(point: string): boolean;
 }
 
 export const systemRuntime: Runtime = {

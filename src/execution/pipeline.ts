@@ -287,6 +287,8 @@ export class WritePipeline {
       while (count < this.#queue.length) {
         const size = this.#queue[count]!.writeSet.length;
         if (count > 0 && bytes + size > this.#batchBytesMax) break;
+        // A batch cut short: more, smaller batches in flight, as a slow disk or a burst makes.
+        if (count > 0 && this.#runtime.buggify?.("pipeline.batch.short")) break;
         bytes += size;
         count++;
       }

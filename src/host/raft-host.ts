@@ -511,6 +511,9 @@ export class RaftHost<Result> {
         if (this.#stopped || this.#runtime.now() > stallDeadline) return false;
         await sleep(this.#runtime, HOST_DEFAULTS.snapshotStreamWaitMs);
       }
+      // A full queue: the copy waits while entries keep being applied and sent.
+      if (this.#runtime.buggify?.("host.stream.slow"))
+        await sleep(this.#runtime, 1 + Math.floor(this.#runtime.random() * 10));
       if (this.#stopped) return false;
       this.stats.messagesSent++;
       return transport.send(to, pack({ stream: piece }));
@@ -600,6 +603,9 @@ export class RaftHost<Result> {
     if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
       this.stats.saves++;
       this.stats.entriesSaved += ready.entries.length;
+      // A slow disk: acks, reads and proposals arrive while this node's write is held.
+      if (this.#runtime.buggify?.("host.save.slow"))
+        await sleep(this.#runtime, 1 + Math.floor(this.#runtime.random() * 20));
       const saveStarted = this.#runtime.elapsed();
       await this.#options.storage.save({
         hardState: ready.hardState,

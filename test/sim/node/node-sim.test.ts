@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { runNodeSeeds } from "./run.js";
-import { simulateNodes } from "./simulation.js";
+import { BUGGIFY_POINTS, simulateNodes } from "./simulation.js";
 
 /**
  * The node simulator in CI: `NODE_SIM_SEEDS` seeds (default 250 here, and 250 more in
@@ -30,6 +30,7 @@ describe("the node simulator: the real host, write path and namespace from one s
   it("exercises what it claims to: crashes, state copies, transfers, both execution modes", async () => {
     const totals = { crashes: 0, restores: 0, transfers: 0, completed: 0 };
     const modes = new Set<string>();
+    const fired = new Map<string, number>();
     for (let seed = 1; seed <= 20; seed++) {
       const { stats } = await simulateNodes({ seed, nodes: seed % 4 === 3 ? 5 : 3 });
       totals.crashes += stats.crashes;
@@ -37,7 +38,10 @@ describe("the node simulator: the real host, write path and namespace from one s
       totals.transfers += stats.transfers;
       totals.completed += stats.completed;
       modes.add(stats.mode);
+      for (const [point, n] of Object.entries(stats.buggified)) fired.set(point, (fired.get(point) ?? 0) + n);
     }
+    for (const point of BUGGIFY_POINTS)
+      assert.ok((fired.get(point) ?? 0) > 0, `fault point ${point} never fired`);
     assert.ok(totals.crashes >= 20, `crashes ${totals.crashes}`);
     assert.ok(totals.restores >= 10, `state copies restored ${totals.restores}`);
     assert.ok(totals.transfers >= 10, `leadership transfers ${totals.transfers}`);

@@ -20,12 +20,29 @@ export class SimRuntime implements Runtime {
   readonly #heap: Event[] = [];
   /** Events run so far (a bound on a run's work, and a statistic). */
   events = 0;
+  /** Fault points this run may fire, each with its chance; how often each fired. */
+  readonly buggified = new Map<string, number>();
+  #buggifyChance = new Map<string, number>();
 
   constructor(
     readonly random: () => number,
     /** Wall-clock time at virtual time 0. */
     readonly epochMs = 1_800_000_000_000,
   ) {}
+
+  /** Enables each of `points` with chance 1/2 for the whole run, firing 5-30% of the times it is asked. */
+  enableBuggify(points: readonly string[]): void {
+    for (const point of points) {
+      if (this.random() < 0.5) this.#buggifyChance.set(point, 0.05 + this.random() * 0.25);
+    }
+  }
+
+  buggify(point: string): boolean {
+    const chance = this.#buggifyChance.get(point);
+    if (chance === undefined || this.random() >= chance) return false;
+    this.buggified.set(point, (this.buggified.get(point) ?? 0) + 1);
+    return true;
+  }
 
   now(): number {
     return this.epochMs + this.#now;

@@ -47,8 +47,12 @@ export interface NodeSimResult {
     readonly transfers: number;
     readonly restores: number;
     readonly leaders: number;
+    readonly buggified: Readonly<Record<string, number>>;
   };
 }
+
+/** The fault points in src/ (grep `buggify?.(`). */
+export const BUGGIFY_POINTS = ["host.save.slow", "host.stream.slow", "pipeline.batch.short"] as const;
 
 const VOLUME = "vol";
 const BUCKET = "bkt";
@@ -159,6 +163,7 @@ class NodeSimulation {
     this.random = seededRandom(options.seed);
     const r = this.random;
     this.runtime = new SimRuntime(r);
+    this.runtime.enableBuggify(BUGGIFY_POINTS);
     this.faults = { dropRate: r() * 0.08, duplicateRate: r() * 0.04, delayMaxMs: 1 + Math.floor(r() * 15) };
     this.network = new SimNetwork(this.runtime, this.faults);
     this.mode = options.mode ?? (r() < 0.5 ? "leader-execution" : "replicated-request");
@@ -460,6 +465,7 @@ class NodeSimulation {
         transfers: this.transfers,
         restores: this.restores,
         leaders: this.leaderOfTerm.size,
+        buggified: Object.fromEntries(this.runtime.buggified),
       },
     };
   }
