@@ -281,14 +281,17 @@ export class WritePipeline {
 
   /** A free batcher takes everything queued, up to `batchBytesMax`, as one Raft entry. */
   #cut(): void {
+    // A batcher that is late (a busy loop, a slow proposal): requests pile up and go together.
+    if (this.#queue.length > 0 && this.#runtime.buggify?.("pipeline.cut.late")) {
+      this.#runtime.defer(() => this.#cut());
+      return;
+    }
     while (this.#batchesInFlight < this.#batchers && this.#queue.length > 0) {
       let bytes = 0;
       let count = 0;
       while (count < this.#queue.length) {
         const size = this.#queue[count]!.writeSet.length;
         if (count > 0 && bytes + size > this.#batchBytesMax) break;
-        // A batch cut short: more, smaller batches in flight, as a slow disk or a burst makes.
-        if (count > 0 && this.#runtime.buggify?.("pipeline.batch.short")) break;
         bytes += size;
         count++;
       }

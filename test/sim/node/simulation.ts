@@ -52,7 +52,7 @@ export interface NodeSimResult {
 }
 
 /** The fault points in src/ (grep `buggify?.(`). */
-export const BUGGIFY_POINTS = ["host.save.slow", "host.stream.slow", "pipeline.batch.short"] as const;
+export const BUGGIFY_POINTS = ["host.save.slow", "host.stream.slow", "pipeline.cut.late"] as const;
 
 const VOLUME = "vol";
 const BUCKET = "bkt";
