@@ -259,7 +259,10 @@ export class StateStore implements StateReader {
     this.#unwritten.push(...named);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      this.#defer(() => this.#writeUnwritten());
+      // flushed() or restore() may have written them already: then there is nothing to commit.
+      this.#defer(() => {
+        if (this.#flushScheduled) this.#writeUnwritten();
+      });
     }
   }
 

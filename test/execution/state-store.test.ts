@@ -4,9 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { pack, unpackMultiple } from "msgpackr";
+import { MemoryStateStore } from "../../src/execution/memory-state-store.js";
 import { StateStore } from "../../src/execution/state-store.js";
 import { TABLE_IDS } from "../../src/execution/types.js";
-import { openEnvironment, type StorageEnvironment } from "../../src/storage/index.js";
+import {
+  MemoryStateDisk,
+  openEnvironment,
+  type StateDiskBatch,
+  type StorageEnvironment,
+} from "../../src/storage/index.js";
 
 const dirs: string[] = [];
 const envs: StorageEnvironment[] = [];
@@ -146,6 +152,24 @@ describe("state snapshots", () => {
     assert.equal(store.committedIndex, 1);
     await env.flushed();
     await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(store.durableIndex, 1);
+  });
+});
+
+describe("state commits", () => {
+  it("commit once what flushed() committed before its turn came", async () => {
+    let commits = 0;
+    class CountingDisk extends MemoryStateDisk {
+      override commit(batch: StateDiskBatch): Promise<void> {
+        commits++;
+        return super.commit(batch);
+      }
+    }
+    const store = new MemoryStateStore(new CountingDisk());
+    store.apply([put(TABLE_IDS.volumes, "v", "1")], { index: 1, lastTxid: 1 });
+    await store.flushed();
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(commits, 1);
     assert.equal(store.durableIndex, 1);
   });
 });
