@@ -7,7 +7,8 @@ import { MemoryStorage, type NodeId } from "../../../src/raft/index.js";
 import { sleep } from "../../../src/runtime.js";
 import { assembleReplica, type Replica } from "../../../src/server/replica.js";
 import { seededRandom } from "../../raft/harness.js";
-import { checkKv, formatKvOp, type KvOp } from "../linearizability.js";
+import { checkModel } from "../linearizability.js";
+import { formatNsOp, listing, type NsOp, namespaceModel, volumeListing } from "./namespace-model.js";
 import { type NetworkFaults, SimNetwork } from "./network.js";
 import { SimRuntime } from "./runtime.js";
 
@@ -62,6 +63,8 @@ const ELECTION_TICKS = 10;
 const ATTEMPT_MS = 400;
 /** ...and on the operation after this: it is then pending, and may or may not take effect. */
 const OPERATION_MS = 3_000;
+/** Search steps for one run's history; a run that needs more is reported, not passed. */
+const LINEARIZABILITY_STEPS_MAX = 2_000_000;
 const RETRYABLE = new Set([
   "MR_ERR_NOT_LEADER",
   "MR_ERR_NOT_READY",
@@ -146,7 +149,9 @@ class NodeSimulation {
   readonly network: SimNetwork;
   readonly core = createCore({ mode: "ts" }).sync;
   readonly nodes: SimNode[] = [];
-  readonly history: KvOp[] = [];
+  readonly history: NsOp[] = [];
+  /** Every etag a client tried to put, by key (what a stale read may return). */
+  readonly written = new Map<string, string[]>();
   readonly objectIds = new Map<number, string>();
   readonly leaderOfTerm = new Map<number, NodeId>();
   readonly mode: ExecutionMode;
@@ -243,69 +248,133 @@ class NodeSimulation {
     return { ok: false, code: "pending" };
   }
 
+  /** Settles a write: completed with `output`, pending (may or may not take effect), or dropped. */
+  #record(op: NsOp): void {
+    this.history.push(op);
+  }
+
   async #client(index: number, until: number): Promise<void> {
     const clientId = `client-${index}`;
     let callId = 0;
     let written = 0;
     const guess = { node: index };
     const keys = ["a", "b", "c"];
+    const address = { volume: VOLUME, bucket: BUCKET };
+    const pick = <T>(from: readonly T[]): T => from[Math.floor(this.random() * from.length)]!;
+    // A write keeps its call id across retries, as the client does: the replay cache answers.
+    const write = (op: string, fields: Record<string, unknown>) => {
+      const id = ++callId;
+      return this.#call(guess, (r) => r.pipeline.submit(clientId, id, { op, ...fields } as never));
+    };
+    const read = (op: string, fields: Record<string, unknown>, stale = false) =>
+      this.#call(guess, (r) => r.pipeline.read({ op, ...fields } as never, stale));
+    /** A refusal the workload expects, or else a harness failure. */
+    const refused = (what: string, code: string, expected: Record<string, string>): string | undefined => {
+      if (code in expected) return expected[code];
+      if (code !== "pending") this.fail(`${what} refused with ${code}`);
+      return undefined;
+    };
     while (this.runtime.time < until && !this.failed) {
-      const key = keys[Math.floor(this.random() * keys.length)]!;
-      if (this.random() < 0.55) {
+      const key = pick(keys);
+      const roll = this.random();
+      const call = this.runtime.time;
+      if (roll < 0.35) {
         const value = `${index}.${written++}`;
-        const call = this.runtime.time;
-        const openCall = ++callId;
-        const open = await this.#call(guess, (r) =>
-          r.pipeline.submit(clientId, openCall, {
-            op: "openKey",
-            volume: VOLUME,
-            bucket: BUCKET,
-            key,
-            size: 1,
-          } as never),
-        );
+        const open = await write("openKey", { ...address, key, size: 1 });
         // An open key changes no key's state: a put whose open failed never happened.
         if (!open.ok) continue;
         const openKeyId = open.reply.openKeyId as number;
-        const commitCall = ++callId;
-        const commit = await this.#call(guess, (r) =>
-          r.pipeline.submit(clientId, commitCall, {
-            op: "commitKey",
-            volume: VOLUME,
-            bucket: BUCKET,
-            key,
-            openKeyId,
-            size: 1,
-            etag: value,
-          } as never),
-        );
+        // Known before the commit goes out: another client's stale read may see it first.
+        this.written.set(key, [...(this.written.get(key) ?? []), value]);
+        const commit = await write("commitKey", { ...address, key, openKeyId, size: 1, etag: value });
         if (commit.ok) {
           const objectId = commit.reply.objectId as number;
           const holder = this.objectIds.get(objectId);
-          if (holder !== undefined && holder !== value) {
+          if (holder !== undefined && holder !== value)
             this.fail(`object id ${objectId} given to ${holder} and to ${value}`);
-          }
           this.objectIds.set(objectId, value);
-          this.history.push({ client: index, kind: "put", key, value, call, ret: this.runtime.time });
+          this.#record({ client: index, kind: "put", key, value, call, ret: this.runtime.time });
         } else if (commit.code === "pending") {
-          this.history.push({ client: index, kind: "put", key, value, call, ret: null });
-        } else if (commit.code !== "MR_ERR_KEY_NOT_FOUND") {
-          // A definite refusal (the open key expired) leaves the key as it was.
-          this.fail(`commitKey refused with ${commit.code}`);
+          this.#record({ client: index, kind: "put", key, value, call, ret: null });
+        } else this.fail(`commitKey refused with ${commit.code}`);
+      } else if (roll < 0.45) {
+        const done = await write("deleteKey", { ...address, key });
+        const output = done.ok ? "ok" : refused("deleteKey", done.code, { MR_ERR_KEY_NOT_FOUND: "absent" });
+        if (done.ok || output || done.code === "pending") {
+          this.#record({
+            client: index,
+            kind: "delete",
+            key,
+            ...(output ? { output: output as "ok" | "absent" } : {}),
+            call,
+            ret: done.ok || output ? this.runtime.time : null,
+          });
         }
+      } else if (roll < 0.55) {
+        const toKey = pick(keys);
+        const done = await write("renameKey", { ...address, key, toKey });
+        const output = done.ok
+          ? "ok"
+          : refused("renameKey", done.code, { MR_ERR_KEY_NOT_FOUND: "absent", MR_ERR_KEY_EXISTS: "exists" });
+        if (done.ok || output || done.code === "pending") {
+          this.#record({
+            client: index,
+            kind: "rename",
+            key,
+            toKey,
+            ...(output ? { output: output as "ok" | "absent" | "exists" } : {}),
+            call,
+            ret: done.ok || output ? this.runtime.time : null,
+          });
+        }
+      } else if (roll < 0.8) {
+        const done = await read("lookupKey", { ...address, key });
+        if (done.ok) {
+          const etag = (done.reply.key as { etag: string }).etag;
+          this.#record({ client: index, kind: "lookup", key, output: etag, call, ret: this.runtime.time });
+        } else if (refused("lookupKey", done.code, { MR_ERR_KEY_NOT_FOUND: "absent" })) {
+          this.#record({ client: index, kind: "lookup", key, output: null, call, ret: this.runtime.time });
+        }
+      } else if (roll < 0.88) {
+        const done = await read("listKeys", { ...address });
+        if (done.ok) {
+          const items = done.reply.items as { key: string; etag: string }[];
+          const output = listing(items.map((i) => [i.key, i.etag] as [string, string]));
+          this.#record({ client: index, kind: "list", output, call, ret: this.runtime.time });
+        } else refused("listKeys", done.code, {});
+      } else if (roll < 0.93) {
+        // A stale read may be behind, so it is not in the linearizable history; but what it
+        // returns must have been written (a put, or carried by a rename) at some point.
+        const node = pick(this.nodes.filter((n) => n.up));
+        const done = await new Promise<Outcome>((resolve) => {
+          node.replica!.pipeline.read({ op: "lookupKey", ...address, key } as never, true).then(
+            (reply) => resolve({ ok: true, reply }),
+            (error: unknown) =>
+              resolve({ ok: false, code: error instanceof MetaraftError ? error.code : String(error) }),
+          );
+        });
+        if (done.ok) {
+          const etag = (done.reply.key as { etag: string }).etag;
+          const ever = [...this.written.values()].some((values) => values.includes(etag));
+          if (!ever) this.fail(`a stale lookup of ${key} returned ${etag}, which no client wrote`);
+        } else if (done.code !== "MR_ERR_KEY_NOT_FOUND" && done.code !== "MR_ERR_BUCKET_NOT_FOUND") {
+          this.fail(`a stale lookup failed with ${done.code}`);
+        }
+      } else if (roll < 0.97) {
+        const volume = `v${index}-${written++}`;
+        const done = await write("createVolume", { volume });
+        if (done.ok)
+          this.#record({ client: index, kind: "createVolume", volume, call, ret: this.runtime.time });
+        else if (done.code === "pending")
+          this.#record({ client: index, kind: "createVolume", volume, call, ret: null });
+        else this.fail(`createVolume refused with ${done.code}`);
       } else {
-        const call = this.runtime.time;
-        const read = await this.#call(guess, (r) =>
-          r.pipeline.read({ op: "lookupKey", volume: VOLUME, bucket: BUCKET, key } as never, false),
-        );
-        if (read.ok) {
-          const etag = (read.reply.key as { etag: string }).etag;
-          this.history.push({ client: index, kind: "get", key, output: etag, call, ret: this.runtime.time });
-        } else if (read.code === "MR_ERR_KEY_NOT_FOUND") {
-          this.history.push({ client: index, kind: "get", key, output: null, call, ret: this.runtime.time });
-        } else if (read.code !== "pending") {
-          this.fail(`lookupKey refused with ${read.code}`);
-        }
+        const done = await read("listVolumes", {});
+        if (done.ok) {
+          const items = done.reply.items as { volume?: string; name?: string }[];
+          const output = volumeListing(items.map((v) => (v.volume ?? v.name)!).filter((v) => v !== "final"));
+          this.#record({ client: index, kind: "listVolumes", output, call, ret: this.runtime.time });
+        } else refused("listVolumes", done.code, {});
       }
       await sleep(this.runtime, Math.floor(this.random() * 15));
     }
@@ -441,11 +510,18 @@ class NodeSimulation {
         return;
       }
     }
-    const verdict = checkKv(this.history);
-    if (verdict.kind === "violation") {
-      this.fail(`not linearizable: ${JSON.stringify(verdict).slice(0, 2_000)}`);
-    } else if (verdict.kind !== "ok") {
-      this.fail(`linearizability unknown: ${JSON.stringify(verdict).slice(0, 500)}`);
+    const verdict = checkModel(this.history, namespaceModel, { stepsMax: LINEARIZABILITY_STEPS_MAX });
+    if (verdict.kind !== "ok") {
+      const prefix = verdict.longestPrefix.length;
+      const next = this.history
+        .map((op, i) => ({ op, i }))
+        .filter(({ i }) => !verdict.longestPrefix.includes(i))
+        .slice(0, 6)
+        .map(({ op, i }) => formatNsOp(op, i));
+      this.fail(
+        `the namespace history is ${verdict.kind === "violation" ? "not linearizable" : "too hard to check"}: ` +
+          `${prefix} of ${this.history.length} ops linearize; next ones:\n  ${next.join("\n  ")}`,
+      );
     }
   }
 
@@ -472,16 +548,17 @@ class NodeSimulation {
 
   /** For a failure report: the history as lines. */
   describeHistory(): string {
-    return this.history.map((op, i) => formatKvOp(op, i)).join("\n");
+    return this.history.map((op, i) => formatNsOp(op, i)).join("\n");
   }
 }
 
 export async function simulateNodes(options: NodeSimOptions): Promise<NodeSimResult> {
   const sim = new NodeSimulation(options);
-  for (const node of sim.nodes) void node;
   const result = await sim.run();
-  // Stop every replica's timers so nothing of this run lingers into the next.
-  for (const node of sim.nodes) await node.replica?.host.stop().catch(() => undefined);
+  // Stop every replica's timers so nothing of this run lingers into the next. A host busy with a
+  // Ready waits for it on the virtual clock, so the clock runs a little longer.
+  for (const node of sim.nodes) void node.replica?.host.stop().catch(() => undefined);
+  await sim.runtime.runUntil(sim.runtime.time + 100);
   return result;
 }
 
