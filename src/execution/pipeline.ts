@@ -11,6 +11,9 @@ import { type Request, type RequestSpec, toWriteOp, type Write } from "./types.j
 
 export type { ExecutionMode };
 
+/** A refusal's write-set: it changes nothing. */
+const EMPTY_WRITE_SET = encodeWriteSet([]);
+
 export interface PipelineOptions {
   /** Unless given, the mode, batchers and batchBytesMax default to `SETTINGS.execution`'s. */
   readonly mode?: ExecutionMode;
@@ -31,7 +34,14 @@ export const PIPELINE_DEFAULTS = {
 } as const;
 
 interface Executed {
+  /** The request's txid; a refusal takes none. */
   readonly txid: number;
+  /**
+   * The request was refused (KEY_EXISTS, NOT_FOUND, ...). The refusal read the overlay, so it
+   * may rest on writes not yet committed, or on a leadership already lost: it is answered only
+   * when its batch commits, after every write it saw, like any other reply.
+   */
+  readonly refusal?: MetaraftError;
   readonly executedAt: number;
   readonly writeSet: Uint8Array;
   readonly reply: Record<string, unknown>;
@@ -198,7 +208,24 @@ export class WritePipeline {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `${this.#queueMax} requests are queued`);
     }
     const txid = this.#nextTxid;
-    const execution = spec.execute(request, { txid, time, reader: this.#reader });
+    let execution: ReturnType<typeof spec.execute>;
+    try {
+      execution = spec.execute(request, { txid, time, reader: this.#reader });
+    } catch (error) {
+      if (!(error instanceof MetaraftError)) throw error;
+      return new Promise((resolve, reject) => {
+        this.#queue.push({
+          txid: Number.NaN,
+          refusal: error,
+          executedAt: this.#runtime.elapsed(),
+          writeSet: EMPTY_WRITE_SET,
+          reply: {},
+          resolve,
+          reject,
+        });
+        this.#cut();
+      });
+    }
     this.#nextTxid++;
     const writes: Write[] = [
       ...execution.writes,
@@ -296,7 +323,10 @@ export class WritePipeline {
         count++;
       }
       const batch = this.#queue.splice(0, count);
-      const lastTxid = batch[batch.length - 1]!.txid;
+      const executed = batch.filter((b) => b.refusal === undefined);
+      // A batch of refusals only carries no txid; its clean-up writes are tagged with the last
+      // txid handed out, which is applied by the time this batch is.
+      const lastTxid = executed[executed.length - 1]?.txid ?? this.#nextTxid - 1;
       const cleanup = this.#expiredReplies(batch.length);
       for (const write of cleanup) this.#overlay.set(write.table, write.key, null, lastTxid);
       const writeSets = batch.map((b) => b.writeSet);
@@ -305,7 +335,7 @@ export class WritePipeline {
         {
           kind: "batch",
           time: this.#clock(),
-          txids: Float64Array.from(batch, (b) => b.txid),
+          txids: Float64Array.from(executed, (b) => b.txid),
           writeSet: this.#core.mergeWriteSets(writeSets),
         },
         this.#core,
@@ -328,7 +358,10 @@ export class WritePipeline {
         .then(
           () => {
             this.stats.batchMs += this.#runtime.elapsed() - cutAt;
-            for (const b of batch) b.resolve({ ...b.reply });
+            for (const b of batch) {
+              if (b.refusal) b.reject(b.refusal);
+              else b.resolve({ ...b.reply });
+            }
           },
           (error: unknown) => this.#batchFailed(batch, error),
         )

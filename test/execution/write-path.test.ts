@@ -161,6 +161,42 @@ describe("the write path", () => {
     }
   });
 
+  it("answers a refusal only once the writes it saw commit: a refusal resting on an uncommitted write is never sent", async () => {
+    const cluster = await InProcessCluster.start({ nodes: 3 });
+    try {
+      const client = cluster.client();
+      await client.createVolume("vol");
+      const leader = await cluster.leader();
+      // The followers go: nothing the leader executes from now on can commit.
+      for (const node of cluster.nodes) if (node && node !== leader) await cluster.stopNode(node.config.id);
+      const create = leader.pipeline.submit("direct", 1, {
+        op: "createBucket",
+        volume: "vol",
+        bucket: "bkt-one",
+      } as never);
+      // Refused against the overlay, which holds the uncommitted bucket: answering KEY_EXISTS
+      // now would tell a client of a bucket that may never exist. (The leader of old did.)
+      const again = leader.pipeline.submit("direct", 2, {
+        op: "createBucket",
+        volume: "vol",
+        bucket: "bkt-one",
+      } as never);
+      const outcomes = await Promise.allSettled([create, again]);
+      // Both end when the leader gives up its leadership (check quorum): as retryable failures.
+      for (const outcome of outcomes) {
+        assert.equal(outcome.status, "rejected");
+        assert.ok(
+          ["MR_ERR_NOT_LEADER", "MR_ERR_PROPOSAL_DROPPED"].includes(
+            code((outcome as PromiseRejectedResult).reason),
+          ),
+          code((outcome as PromiseRejectedResult).reason),
+        );
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   for (const mode of ["leader-execution", "replicated-request"] as const) {
     it(`${mode}: serves the namespace`, async () => {
       const cluster = await InProcessCluster.start({ nodes: 3, mode });

@@ -555,6 +555,9 @@ class NodeSimulation {
 export async function simulateNodes(options: NodeSimOptions): Promise<NodeSimResult> {
   const sim = new NodeSimulation(options);
   const result = await sim.run();
+  // For a replay's report (`globalThis.__simHistory = true`): the whole history as lines.
+  const debug = globalThis as { __simHistory?: boolean; __lastHistory?: string };
+  if (debug.__simHistory) debug.__lastHistory = sim.describeHistory();
   // Stop every replica's timers so nothing of this run lingers into the next. A host busy with a
   // Ready waits for it on the virtual clock, so the clock runs a little longer.
   for (const node of sim.nodes) void node.replica?.host.stop().catch(() => undefined);
