@@ -1,7 +1,9 @@
+import { unpackMultiple } from "msgpackr";
 import { createCore } from "../../../src/core/index.js";
 import { MetaraftError } from "../../../src/errors.js";
 import { MemoryStateStore } from "../../../src/execution/memory-state-store.js";
 import type { ExecutionMode } from "../../../src/execution/pipeline.js";
+import { TABLE_IDS } from "../../../src/execution/types.js";
 import type { HostTransport } from "../../../src/host/index.js";
 import { MemoryStorage, type NodeId } from "../../../src/raft/index.js";
 import { sleep } from "../../../src/runtime.js";
@@ -52,8 +54,13 @@ export interface NodeSimResult {
   };
 }
 
-/** The fault points in src/ (grep `buggify?.(`). */
-export const BUGGIFY_POINTS = ["host.save.slow", "host.stream.slow", "pipeline.cut.late"] as const;
+/** The fault points in src/ (grep `buggify?.(`), and the simulated disk's. */
+export const BUGGIFY_POINTS = [
+  "host.save.slow",
+  "host.stream.slow",
+  "pipeline.cut.late",
+  "disk.slow",
+] as const;
 
 const VOLUME = "vol";
 const BUCKET = "bkt";
@@ -88,7 +95,7 @@ class SimNode {
     readonly sim: NodeSimulation,
   ) {
     this.log = new MemoryStorage({ voters: [...voters], learners: [] });
-    this.store = new MemoryStateStore(undefined, { defer: (fn) => sim.runtime.defer(fn) });
+    this.store = new MemoryStateStore(undefined, { defer: (fn) => sim.diskDefer(fn) });
   }
 
   get up(): boolean {
@@ -180,6 +187,15 @@ class NodeSimulation {
     const count = options.nodes ?? 3;
     const voters = Array.from({ length: count }, (_, i) => i + 1);
     for (const id of voters) this.nodes.push(new SimNode(id, voters, this));
+  }
+
+  /**
+   * The state disk's latency: its commits and syncs land a turn later, or (a slow disk, when the
+   * seed says so) a few virtual ms later, while the host goes on applying and serving.
+   */
+  diskDefer(fn: () => void): void {
+    if (this.runtime.buggify("disk.slow")) this.runtime.after(1 + Math.floor(this.random() * 10), fn);
+    else this.runtime.defer(fn);
   }
 
   fail(why: string): void {
@@ -503,10 +519,15 @@ class NodeSimulation {
       this.fail(`the replicas did not converge: applied ${applied.join(", ")}\n  ${status.join("\n  ")}`);
       return;
     }
-    const states = this.nodes.map((n) => Buffer.from(n.store.snapshot()));
+    // The copies must match row for row. The store's own meta rows hold the index its disk has
+    // committed, which a slow disk leaves behind the applied one; the header holds the applied.
+    const states = this.nodes.map((n) => n.store.snapshot());
     for (let i = 1; i < states.length; i++) {
-      if (!states[i]!.equals(states[0]!)) {
-        this.fail(`node ${i + 1}'s state differs from node 1's at applied index ${applied[0]}`);
+      const difference = describeDifference(states[0]!, states[i]!);
+      if (difference) {
+        this.fail(
+          `node ${i + 1}'s state differs from node 1's at applied index ${applied[0]}: ${difference}`,
+        );
         return;
       }
     }
@@ -550,6 +571,36 @@ class NodeSimulation {
   describeHistory(): string {
     return this.history.map((op, i) => formatNsOp(op, i)).join("\n");
   }
+}
+
+/** Meta rows that record what the disk committed, not what was applied. */
+const COMMITTED_META = new Set(["appliedIndex", "lastTxid"]);
+
+/** The first rows in which two state copies differ (header, then `[table, rows]` slices). */
+function describeDifference(a: Uint8Array, b: Uint8Array): string {
+  const rows = (data: Uint8Array) => {
+    const out = new Map<string, string>();
+    const [header, ...slices] = unpackMultiple(data) as [unknown, ...[number, [Uint8Array, Uint8Array][]][]];
+    out.set("header", JSON.stringify(header));
+    for (const [table, entries] of slices) {
+      for (const [key, value] of entries) {
+        const name = Buffer.from(key).toString("latin1");
+        if (table === TABLE_IDS.meta && COMMITTED_META.has(name)) continue;
+        out.set(`${table}/${Buffer.from(key).toString("latin1")}`, Buffer.from(value).toString("hex"));
+      }
+    }
+    return out;
+  };
+  const ra = rows(a);
+  const rb = rows(b);
+  const diffs: string[] = [];
+  for (const key of new Set([...ra.keys(), ...rb.keys()])) {
+    if (ra.get(key) !== rb.get(key))
+      diffs.push(
+        `${JSON.stringify(key)}: ${ra.get(key)?.slice(0, 80) ?? "absent"} vs ${rb.get(key)?.slice(0, 80) ?? "absent"}`,
+      );
+  }
+  return diffs.slice(0, 5).join("; ");
 }
 
 export async function simulateNodes(options: NodeSimOptions): Promise<NodeSimResult> {
