@@ -373,7 +373,9 @@ class NodeSimulation {
           const etag = (done.reply.key as { etag: string }).etag;
           const ever = [...this.written.values()].some((values) => values.includes(etag));
           if (!ever) this.fail(`a stale lookup of ${key} returned ${etag}, which no client wrote`);
-        } else if (done.code !== "MR_ERR_KEY_NOT_FOUND" && done.code !== "MR_ERR_BUCKET_NOT_FOUND") {
+        } else if (
+          !["MR_ERR_KEY_NOT_FOUND", "MR_ERR_BUCKET_NOT_FOUND", "MR_ERR_VOLUME_NOT_FOUND"].includes(done.code)
+        ) {
           this.fail(`a stale lookup failed with ${done.code}`);
         }
       } else if (roll < 0.97) {
