@@ -12,7 +12,7 @@ import {
   type Ready,
   type SoftState,
 } from "../raft/index.js";
-import { nextTurn, type Runtime, sleep, systemRuntime, type Timer } from "../runtime.js";
+import { type Runtime, sleep, systemRuntime, type Timer } from "../runtime.js";
 import { SETTINGS } from "../settings.js";
 import { Leadership } from "./leadership.js";
 
@@ -145,6 +145,8 @@ export class RaftHost<Result> {
   /** Reads that arrived after the round in flight began: they go in the next round. */
   #readWaiters: Pending<void>[] = [];
   #readRetryTimer: Timer | undefined;
+  /** Bounded by the one conf change the core lets be in flight. */
+  #advanceWaiters: { index: number; resolve: () => void }[] = [];
   readonly #readsWaitingForApply: { index: number; key: string }[] = [];
   /** State copies being received, per sender (see StateStreamPiece). */
   readonly #streams = new Map<NodeId, { id: number; parts: Uint8Array[]; bytes: number }>();
@@ -315,8 +317,9 @@ export class RaftHost<Result> {
     }).then(async () => {
       // The core counts the change as applied only once this Ready is advanced, and refuses the
       // next change before then: answer after that, so a caller may propose the next at once.
-      while (this.raft.log.applied < proposed.index && !this.#stopped) {
-        await nextTurn(this.#runtime);
+      // (Waited for, not polled: a leader that removed itself never advances again.)
+      if (this.raft.log.applied < proposed.index && !this.#stopped) {
+        await new Promise<void>((resolve) => this.#advanceWaiters.push({ index: proposed.index, resolve }));
       }
       return this.#confState;
     });
@@ -629,6 +632,7 @@ export class RaftHost<Result> {
     this.#releaseReads();
     this.leadership.applied(this.#applied);
     this.raft.advance();
+    this.#releaseAdvanceWaiters();
     this.#maybeSnapshot();
   }
 
@@ -699,7 +703,20 @@ export class RaftHost<Result> {
     if (compactTo > storage.firstIndex()) storage.compact(compactTo);
   }
 
+  /** Conf-change answers waiting for the core's applied index (or for the end of this host). */
+  #releaseAdvanceWaiters(): void {
+    if (this.#advanceWaiters.length === 0) return;
+    const applied = this.raft.log.applied;
+    const done = this.#stopped || this.removed;
+    this.#advanceWaiters = this.#advanceWaiters.filter((w) => {
+      if (!done && w.index > applied) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
   #failPending(error: Error): void {
+    this.#releaseAdvanceWaiters();
     for (const pending of this.#proposals.values()) pending.reject(error);
     this.#proposals.clear();
     this.#failReads(error);

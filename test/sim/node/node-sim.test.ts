@@ -27,8 +27,8 @@ describe("the node simulator: the real host, write path and namespace from one s
     assert.deepEqual(a, b);
   });
 
-  it("exercises what it claims to: crashes, state copies, transfers, both execution modes", async () => {
-    const totals = { crashes: 0, restores: 0, transfers: 0, completed: 0 };
+  it("exercises what it claims to: crashes, state copies, transfers, membership changes, fault points, both execution modes", async () => {
+    const totals = { crashes: 0, restores: 0, transfers: 0, membershipChanges: 0, completed: 0 };
     const modes = new Set<string>();
     const fired = new Map<string, number>();
     for (let seed = 1; seed <= 20; seed++) {
@@ -36,6 +36,7 @@ describe("the node simulator: the real host, write path and namespace from one s
       totals.crashes += stats.crashes;
       totals.restores += stats.restores;
       totals.transfers += stats.transfers;
+      totals.membershipChanges += stats.membershipChanges;
       totals.completed += stats.completed;
       modes.add(stats.mode);
       for (const [point, n] of Object.entries(stats.buggified)) fired.set(point, (fired.get(point) ?? 0) + n);
@@ -45,6 +46,7 @@ describe("the node simulator: the real host, write path and namespace from one s
     assert.ok(totals.crashes >= 20, `crashes ${totals.crashes}`);
     assert.ok(totals.restores >= 10, `state copies restored ${totals.restores}`);
     assert.ok(totals.transfers >= 10, `leadership transfers ${totals.transfers}`);
+    assert.ok(totals.membershipChanges >= 10, `membership changes ${totals.membershipChanges}`);
     assert.ok(totals.completed >= 2_000, `completed operations ${totals.completed}`);
     assert.deepEqual([...modes].sort(), ["leader-execution", "replicated-request"]);
   });

@@ -1,11 +1,12 @@
 import { unpackMultiple } from "msgpackr";
 import { createCore } from "../../../src/core/index.js";
 import { MetaraftError } from "../../../src/errors.js";
+import { encodeMemberContext } from "../../../src/execution/members.js";
 import { MemoryStateStore } from "../../../src/execution/memory-state-store.js";
 import type { ExecutionMode } from "../../../src/execution/pipeline.js";
 import { TABLE_IDS } from "../../../src/execution/types.js";
 import type { HostTransport } from "../../../src/host/index.js";
-import { MemoryStorage, type NodeId } from "../../../src/raft/index.js";
+import { type ConfChange, encodeConfChange, MemoryStorage, type NodeId } from "../../../src/raft/index.js";
 import { sleep } from "../../../src/runtime.js";
 import { assembleReplica, type Replica } from "../../../src/server/replica.js";
 import { seededRandom } from "../../raft/harness.js";
@@ -48,6 +49,7 @@ export interface NodeSimResult {
     readonly completed: number;
     readonly crashes: number;
     readonly transfers: number;
+    readonly membershipChanges: number;
     readonly restores: number;
     readonly leaders: number;
     readonly buggified: Readonly<Record<string, number>>;
@@ -62,6 +64,8 @@ export const BUGGIFY_POINTS = [
   "disk.slow",
 ] as const;
 
+/** Nodes a run may ever have (the first ones and those added later). */
+const MEMBERS_EVER_MAX = 7;
 const VOLUME = "vol";
 const BUCKET = "bkt";
 const TICK_MS = 10;
@@ -87,6 +91,8 @@ class SimNode {
   readonly log: MemoryStorage;
   store: MemoryStateStore;
   replica: Replica | undefined;
+  /** Its removal is applied: it takes no part any more, and is left out of the checks. */
+  removed = false;
   #alive: { value: boolean } = { value: false };
 
   constructor(
@@ -94,12 +100,32 @@ class SimNode {
     voters: readonly NodeId[],
     readonly sim: NodeSimulation,
   ) {
-    this.log = new MemoryStorage({ voters: [...voters], learners: [] });
+    // Bootstrapped as the node bootstraps its LMDB log (src/server/bootstrap.ts): the voters
+    // as committed membership changes 1..n of term 1, so a member added later learns them from
+    // the log. (A membership in the initial snapshot let a joiner count itself the only voter.)
+    this.log = new MemoryStorage({ voters: [], learners: [] });
+    if (voters.length > 0) {
+      this.log.save({
+        hardState: { term: 1, vote: 0, commit: voters.length },
+        entries: voters.map((node, i) => ({
+          term: 1,
+          index: i + 1,
+          type: "confChange" as const,
+          data: encodeConfChange({ kind: "addVoter", node }),
+        })),
+        snapshot: null,
+      });
+    }
     this.store = new MemoryStateStore(undefined, { defer: (fn) => sim.diskDefer(fn) });
   }
 
   get up(): boolean {
     return this.replica !== undefined;
+  }
+
+  /** A member of the cluster as far as the checks go: started once and not removed. */
+  get member(): boolean {
+    return !this.removed;
   }
 
   start(): void {
@@ -168,6 +194,7 @@ class NodeSimulation {
   readonly faults: NetworkFaults;
   crashes = 0;
   transfers = 0;
+  membershipChanges = 0;
   restores = 0;
   #failure: string | undefined;
 
@@ -404,13 +431,18 @@ class NodeSimulation {
     const crashRate = r() * 0.15;
     const partitionRate = r() * 0.1;
     const transferRate = r() * 0.08;
-    const tolerated = Math.floor((this.nodes.length - 1) / 2);
+    const membershipRate = r() < 0.5 ? r() * 0.08 : 0;
     while (this.runtime.time < until && !this.failed) {
       await sleep(this.runtime, 20 + Math.floor(r() * 80));
-      const down = this.nodes.filter((n) => !n.up);
-      const up = this.nodes.filter((n) => n.up);
+      this.#retireRemoved();
+      const members = this.nodes.filter((n) => n.member);
+      const down = members.filter((n) => !n.up);
+      const up = members.filter((n) => n.up);
+      // Crashes only while a majority of the voters stays up: a fault Raft promises to survive.
+      const voters = this.#leader()?.replica!.host.confState.voters ?? [];
+      const tolerated = Math.floor((Math.max(voters.length, 3) - 1) / 2);
       const roll = r();
-      if (roll < crashRate && down.length < tolerated) {
+      if (roll < crashRate && down.length < tolerated && this.#leader() !== undefined) {
         // The leader more often than its share: its failover is what the host must get right.
         const leader = this.#leader();
         const victim = leader && r() < 0.5 ? leader : up[Math.floor(r() * up.length)]!;
@@ -429,6 +461,11 @@ class NodeSimulation {
         }
       } else if (roll < crashRate * 2 + partitionRate * 2) {
         this.network.heal();
+      } else if (
+        roll >= crashRate * 2 + partitionRate * 2 + transferRate &&
+        roll < crashRate * 2 + partitionRate * 2 + transferRate + membershipRate
+      ) {
+        this.#changeMembership();
       } else if (roll < crashRate * 2 + partitionRate * 2 + transferRate) {
         const leader = this.#leader();
         const others = up.filter((n) => n !== leader);
@@ -440,6 +477,62 @@ class NodeSimulation {
             // Refused (not ready, a transfer under way): a transfer is only ever a request.
           }
         }
+      }
+    }
+  }
+
+  /**
+   * One membership change, as an operator makes them: add a learner (a new node with an empty
+   * log), promote a learner once it caught up, or remove a member (the leader itself too) while
+   * at least three voters stay. One change at a time; the core refuses a second, and a promotion
+   * of a learner that lags.
+   */
+  #changeMembership(): void {
+    const leader = this.#leader();
+    if (!leader) return;
+    const host = leader.replica!.host;
+    const { voters, learners } = host.confState;
+    const r = this.random;
+    let change: ConfChange;
+    let joining: SimNode | undefined;
+    if (learners.length > 0) {
+      change = { kind: "addVoter", node: learners[0]! };
+    } else if (voters.length < 5 && this.nodes.length < MEMBERS_EVER_MAX && r() < 0.6) {
+      const id = this.nodes.length + 1;
+      joining = new SimNode(id, [], this);
+      change = {
+        kind: "addLearner",
+        node: id,
+        context: encodeMemberContext({ id, peer: `sim-${id}:7000`, client: `sim-${id}:8000` }),
+      };
+    } else if (voters.length > 3) {
+      change = { kind: "removeNode", node: voters[Math.floor(r() * voters.length)]! };
+    } else return;
+    let proposed: Promise<unknown>;
+    try {
+      proposed = host.proposeConfChange(change);
+    } catch {
+      return; // Refused (a change under way, a learner that lags, no commit in this term yet).
+    }
+    if (joining) {
+      // Started once the change is in the log, as an operator starts it after `member add`.
+      this.nodes.push(joining);
+      joining.start();
+    }
+    proposed.then(
+      () => {
+        this.membershipChanges++;
+      },
+      () => undefined, // Lost with the leadership: a change is only ever a request.
+    );
+  }
+
+  /** Nodes whose removal is applied stop, as a removed node does. */
+  #retireRemoved(): void {
+    for (const node of this.nodes) {
+      if (!node.removed && node.replica?.host.removed) {
+        node.removed = true;
+        node.crash(0);
       }
     }
   }
@@ -474,16 +567,29 @@ class NodeSimulation {
       // Liveness: heal everything, restart the crashed, and the cluster must converge.
       this.network.heal();
       this.network.faults = { dropRate: 0, duplicateRate: 0, delayMaxMs: this.faults.delayMaxMs };
-      for (const node of this.nodes) if (!node.up) node.start();
+      this.#retireRemoved();
+      for (const node of this.nodes) if (node.member && !node.up) node.start();
       const final = await this.#call({ node: 0 }, (r) =>
         r.pipeline.submit("final", 1, { op: "createVolume", volume: "final" } as never),
       );
       if (!final.ok) this.fail(`no write succeeded in the healthy phase: ${final.code}`);
       const converged = this.runtime.time + livenessMs;
       while (!this.failed && this.runtime.time < converged) {
-        const applied = this.nodes.map((n) => n.replica!.host.appliedIndex);
+        this.#retireRemoved();
         const leader = this.#leader();
-        if (leader && applied.every((a) => a === leader.replica!.host.raft.log.committed)) break;
+        if (leader) {
+          // A node removed while it was down never applies its removal: the leader's
+          // membership says who is still in.
+          const { voters, learners } = leader.replica!.host.confState;
+          for (const node of this.nodes) {
+            if (node.member && !voters.includes(node.id) && !learners.includes(node.id)) {
+              node.removed = true;
+              node.crash(0);
+            }
+          }
+          const applied = this.nodes.filter((n) => n.member).map((n) => n.replica?.host.appliedIndex ?? -1);
+          if (applied.every((a) => a === leader.replica!.host.raft.log.committed)) break;
+        }
         await sleep(this.runtime, 20);
       }
     })();
@@ -507,7 +613,8 @@ class NodeSimulation {
 
   #check(): void {
     if (this.failed) return;
-    const applied = this.nodes.map((n) => n.replica?.host.appliedIndex ?? -1);
+    const members = this.nodes.filter((n) => n.member);
+    const applied = members.map((n) => n.replica?.host.appliedIndex ?? -1);
     if (new Set(applied).size !== 1) {
       const status = this.nodes.map((n) => {
         const host = n.replica?.host;
@@ -523,7 +630,7 @@ class NodeSimulation {
     }
     // The copies must match row for row. The store's own meta rows hold the index its disk has
     // committed, which a slow disk leaves behind the applied one; the header holds the applied.
-    const states = this.nodes.map((n) => n.store.snapshot());
+    const states = members.map((n) => n.store.snapshot());
     for (let i = 1; i < states.length; i++) {
       const difference = describeDifference(states[0]!, states[i]!);
       if (difference) {
@@ -562,6 +669,7 @@ class NodeSimulation {
         completed: this.history.filter((op) => op.ret !== null).length,
         crashes: this.crashes,
         transfers: this.transfers,
+        membershipChanges: this.membershipChanges,
         restores: this.restores,
         leaders: this.leaderOfTerm.size,
         buggified: Object.fromEntries(this.runtime.buggified),
