@@ -269,6 +269,7 @@ class FaultCluster {
       if (a === id || b === id) cut ? p.sever() : p.heal();
     }
   }
+  /** Node `id`'s own status, or null (an RpcClient moves on to other members when its endpoint fails). */
   async status(id: number, timeoutMs = 1000, fields: Status = {}): Promise<Status | null> {
     const m = this.member(id);
     const c = new RpcClient({
@@ -277,7 +278,8 @@ class FaultCluster {
       timeoutMs,
     });
     try {
-      return await c.call("status", fields);
+      const s = await c.call("status", fields);
+      return s.node === id ? s : null;
     } catch {
       return null;
     } finally {
@@ -389,6 +391,8 @@ interface RunResult {
   longest_write_gap_ms: number;
   first_write_after_fault_ms: number | null;
   new_leader_elected_ms: number | null;
+  /** Each node and term that answered a probe as leader, first seen at first_ms from the injection (negative: before it). */
+  leaders_seen: { node: number; term: number; first_ms: number }[];
   writes_in_window: number;
   errors_in_window: number;
   error_codes: Record<string, number>;
@@ -474,6 +478,8 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
           const sent = now();
           try {
             const s = await c.call("status", {}, 1000);
+            // Its endpoint down, the client moves on to another member: that answer is not this node's.
+            if (s.node !== id) throw new Error(`answered by node ${String(s.node)}`);
             lastRole = String(s.role);
             samples.push({ node: id, sent, ms: now() - sent, role: lastRole, term: Number(s.term) });
           } catch {
@@ -632,6 +638,14 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
     const elected = samples.find(
       (s) => s.sent >= tFault && s.node !== leader && s.role === "leader" && s.term !== null,
     );
+    // Every (node, term) that answered as leader from just before the fault to the window's end.
+    const leadersSeen = new Map<string, { node: number; term: number; first_ms: number }>();
+    for (const s of samples) {
+      if (s.role !== "leader" || s.term === null || s.sent < tFault - 1000 || s.sent > tEnd) continue;
+      const k = `${s.node}/${s.term}`;
+      if (!leadersSeen.has(k))
+        leadersSeen.set(k, { node: s.node, term: s.term, first_ms: Math.round(s.sent - tFault) });
+    }
     const q = (h: typeof hist, p: number) =>
       h.totalCount ? Math.min(h.getValueAtPercentile(p), h.maxValue) / 1000 : 0;
     const endLeader = byNode.find((n) => n.role === "leader");
@@ -642,6 +656,7 @@ async function runFault(fault: FaultId, label: string, bar: cliProgress.SingleBa
       longest_write_gap_ms: Math.round(gap),
       first_write_after_fault_ms: completions.length ? Math.round(completions[0]! - tFault) : null,
       new_leader_elected_ms: elected ? Math.round(elected.sent + elected.ms - tFault) : null,
+      leaders_seen: [...leadersSeen.values()],
       writes_in_window: completions.length,
       errors_in_window: errors,
       error_codes: codes,
