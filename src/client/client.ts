@@ -145,8 +145,13 @@ export class MetaraftClient {
     >;
   }
 
-  status(): Promise<Reply> {
-    return this.#rpc.call("status", {});
+  /**
+   * The answering node's status. `eventLoopReset` ends its event-loop window (`eventLoop`, the
+   * worst delay since the last reset) and starts a new one: a benchmark resets at the start of a
+   * fault and reads the window at its end.
+   */
+  status(options: { eventLoopReset?: boolean } = {}): Promise<Reply> {
+    return this.#rpc.call("status", options.eventLoopReset === true ? { eventLoopReset: true } : {});
   }
 
   /** The members as the leader sees them (with `stale`, as whichever node answers sees them). */

@@ -18,6 +18,7 @@ import {
 } from "../storage/index.js";
 import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../transport/index.js";
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
+import { EventLoopMonitor } from "./event-loop.js";
 import { assembleReplica } from "./replica.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
@@ -88,6 +89,11 @@ export const LEADER_TRANSFER_WAIT_MS = 5_000;
 export const REMOVED_PEER_LINGER_MS = 2_000;
 /** A learner is promoted only once the leader replicates to it and it is at most this far behind. */
 export const LEARNER_PROMOTE_LAG_ENTRIES_MAX = 64;
+/**
+ * The event-loop monitor's sampling interval (`status.eventLoop`): a stall is seen to within
+ * this much. Fine enough for the 100 ms stall target, and only 100 timer firings a second.
+ */
+export const EVENT_LOOP_RESOLUTION_MS = 10;
 
 function splitAddress(address: string): { host: string; port: number } {
   const at = address.lastIndexOf(":");
@@ -245,6 +251,7 @@ export class MetaraftNode {
    * view lags until those entries are applied, which on a first start is after the banner.
    */
   readonly startMembers: ConfState;
+  readonly #eventLoop = new EventLoopMonitor(EVENT_LOOP_RESOLUTION_MS);
 
   private constructor(
     config: NodeConfig,
@@ -411,7 +418,7 @@ export class MetaraftNode {
 
   async #dispatch(rpc: RpcRequest): Promise<Record<string, unknown>> {
     const { id: _id, ...raw } = rpc;
-    if (raw.op === "status") return this.status();
+    if (raw.op === "status") return this.status({ eventLoopReset: raw.eventLoopReset === true });
     const admin = MEMBER_OPS[raw.op as keyof typeof MEMBER_OPS];
     if (admin) return admin(this, raw);
     if (this.pipeline.isRead(raw.op)) return this.pipeline.read(raw as Request, raw.stale === true);
@@ -428,9 +435,11 @@ export class MetaraftNode {
     return this.pipeline.submit(clientId, callId as number, raw as Request);
   }
 
-  status(): Record<string, unknown> {
+  /** With `eventLoopReset`, `eventLoop` is the window that ends here and a new one starts. */
+  status(options: { eventLoopReset?: boolean } = {}): Record<string, unknown> {
     return {
       ...this.host.status(),
+      eventLoop: this.#eventLoop.read(options.eventLoopReset === true),
       lastTxid: this.store.lastTxid,
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
@@ -523,5 +532,6 @@ export class MetaraftNode {
     await this.#logEnv.close();
     await this.env.close();
     await this.core.close();
+    this.#eventLoop.close();
   }
 }
