@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { SRC, sourceFiles } from "./helpers/sources.js";
 
 /**
  * The module map of DESIGN.md, bottom first: a module may import its own files and any module
@@ -32,26 +32,14 @@ const LAYERS = [
   "cli",
 ] as const;
 
-const here = dirname(fileURLToPath(import.meta.url));
-// Compiled to dist/test/: the sources are two levels up.
-const src = resolve(here, "../../src");
-
-function files(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...files(path));
-    else if (name.endsWith(".ts")) out.push(path);
-  }
-  return out;
-}
+const src = SRC;
 
 const moduleOf = (file: string): string => relative(src, file).split("/")[0]!;
 
 describe("the module map", () => {
   it("every src/ module is on the map, and imports only itself and the modules below it", () => {
     const violations: string[] = [];
-    const sources = files(src);
+    const sources = sourceFiles(src);
     assert.ok(sources.length > 50, `found ${sources.length} sources under ${src}`);
     for (const file of sources) {
       const from = moduleOf(file);

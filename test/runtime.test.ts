@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { relative } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { nextTurn, sleep, systemRuntime } from "../src/runtime.js";
+import { SRC, sourceFiles } from "./helpers/sources.js";
 
-const src = resolve(dirname(fileURLToPath(import.meta.url)), "../../src");
+const src = SRC;
 
 /** What only the runtime and the process entry points may touch: clock, timers, randomness. */
 const AMBIENT =
@@ -15,20 +15,10 @@ const AMBIENT =
 const allowed = (path: string): boolean =>
   path === "runtime.ts" || path.startsWith("cli/") || path.endsWith("-main.ts");
 
-function files(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...files(path));
-    else if (name.endsWith(".ts")) out.push(path);
-  }
-  return out;
-}
-
 describe("the runtime seam", () => {
   it("nothing under src/ but the runtime and the entry points reads the clock, schedules a timer or draws a random number", () => {
     const found: string[] = [];
-    for (const file of files(src)) {
+    for (const file of sourceFiles(src)) {
       const path = relative(src, file);
       if (allowed(path)) continue;
       readFileSync(file, "utf8")

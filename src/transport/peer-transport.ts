@@ -616,15 +616,7 @@ export class PeerTransport {
       this.#refuse(link, "unknown-node", `node ${hello.nodeId} is not a peer`);
       return;
     }
-    if (this.#bootstrapDiffers(hello.bootstrap)) {
-      this.#refuse(
-        link,
-        "cluster-mismatch",
-        `node ${hello.nodeId}'s data was bootstrapped with voters ${hello.bootstrap}, this node's with voters ${this.#bootstrap}: ` +
-          "every node's first --cluster must name the same members",
-      );
-      return;
-    }
+    if (this.#refusedForBootstrap(link, hello.nodeId, hello.bootstrap)) return;
     link.peerNonce = hello.nonce;
     link.state = "await-proof";
     this.#writeHandshake(link, {
@@ -637,9 +629,16 @@ export class PeerTransport {
     });
   }
 
-  /** Both ends were bootstrapped (neither joined), from different voter lists. */
-  #bootstrapDiffers(theirs: string | undefined): boolean {
-    return theirs !== undefined && this.#bootstrap !== undefined && theirs !== this.#bootstrap;
+  /** Refuses a peer when both ends were bootstrapped (neither joined), from different voter lists. */
+  #refusedForBootstrap(link: Link, peer: number, theirs: string | undefined): boolean {
+    if (theirs === undefined || this.#bootstrap === undefined || theirs === this.#bootstrap) return false;
+    this.#refuse(
+      link,
+      "cluster-mismatch",
+      `node ${peer}'s data was bootstrapped with voters ${theirs}, this node's with voters ${this.#bootstrap}: ` +
+        "every node's first --cluster must name the same members",
+    );
+    return true;
   }
 
   /** Listener, step 2: the dialer's proof; then the connection carries its messages to us. */
@@ -670,15 +669,7 @@ export class PeerTransport {
       this.#refuse(link, "wrong-node", `expected node ${link.peerId}, reached node ${challenge.nodeId}`);
       return;
     }
-    if (this.#bootstrapDiffers(challenge.bootstrap)) {
-      this.#refuse(
-        link,
-        "cluster-mismatch",
-        `node ${challenge.nodeId}'s data was bootstrapped with voters ${challenge.bootstrap}, this node's with voters ${this.#bootstrap}: ` +
-          "every node's first --cluster must name the same members",
-      );
-      return;
-    }
+    if (this.#refusedForBootstrap(link, challenge.nodeId, challenge.bootstrap)) return;
     link.peerNonce = challenge.nonce;
     const transcript = this.#transcript(link);
     if (!proofMatches(handshakeProof(this.#o.secret, "listener", transcript), challenge.proof)) {
