@@ -125,6 +125,11 @@ export class Raft {
   #leadTransferee: NodeId = NONE;
   /** The index of the latest conf change proposed; another waits until it is applied. */
   #pendingConfIndex = 0;
+  /**
+   * `#removingSelf()` memoised for one (term, applied, pendingConfIndex), as it scans the log:
+   * within a term the leader's log below its last index does not change.
+   */
+  #removingSelfAt = { term: -1, applied: -1, pendingConfIndex: -1, removing: false };
 
   #messages: Message[] = [];
   #eagerMessages: Message[] = [];
@@ -284,6 +289,12 @@ export class Raft {
     if (this.#leadTransferee !== NONE) {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `leadership is moving to ${this.#leadTransferee}`);
     }
+    if (type === "normal" && this.#removingSelf()) {
+      throw new MetaraftError(
+        "MR_ERR_PROPOSAL_DROPPED",
+        "this leader is being removed from the cluster: the next leader takes new entries",
+      );
+    }
     if (this.log.lastIndex() - this.log.committed >= this.#uncommittedEntriesMax) {
       throw new MetaraftError(
         "MR_ERR_PROPOSAL_DROPPED",
@@ -294,6 +305,39 @@ export class Raft {
     this.#appendEntries([{ term: this.term, index, type, data }]);
     this.#broadcastAppend();
     return { index, term: this.term };
+  }
+
+  /**
+   * Whether the log holds a change removing this node that is not applied yet. Such a leader
+   * takes no new entries: once it applies the change it steps down, and a voter that has not
+   * learned of the commit yet still counts it as a voter and may need its vote, which it gives
+   * only to a log at least as long as its own. Its log then ends at the entry a quorum
+   * acknowledged to commit the change, so some remaining voter can always win it.
+   */
+  #removingSelf(): boolean {
+    const at = this.#removingSelfAt;
+    if (this.#pendingConfIndex <= this.log.applied) return false;
+    if (
+      at.term === this.term &&
+      at.applied === this.log.applied &&
+      at.pendingConfIndex === this.#pendingConfIndex
+    )
+      return at.removing;
+    // Every unapplied conf change is at or below #pendingConfIndex (see #becomeLeader).
+    const pending =
+      this.log.slice(this.log.applied + 1, this.#pendingConfIndex + 1, Number.MAX_SAFE_INTEGER) ?? [];
+    const removing = pending.some((entry) => {
+      if (entry.type !== "confChange") return false;
+      const change = decodeConfChange(entry.data);
+      return change.kind === "removeNode" && change.node === this.id;
+    });
+    this.#removingSelfAt = {
+      term: this.term,
+      applied: this.log.applied,
+      pendingConfIndex: this.#pendingConfIndex,
+      removing,
+    };
+    return removing;
   }
 
   /**
