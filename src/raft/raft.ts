@@ -126,6 +126,12 @@ export class Raft {
   /** The index of the latest conf change proposed; another waits until it is applied. */
   #pendingConfIndex = 0;
   /**
+   * The membership of a snapshot stepped while the Ready in flight hands the host conf changes
+   * from before it: the host applies those to the membership they were committed in, so this
+   * one replaces it only at that Ready's `advance`. No campaign meanwhile.
+   */
+  #restoredConfState: ConfState | null = null;
+  /**
    * `#removingSelf()` memoised for one (term, applied, pendingConfIndex), as it scans the log:
    * within a term the leader's log below its last index does not change.
    */
@@ -708,7 +714,11 @@ export class Raft {
       return false;
     }
     this.log.restore(snapshot);
-    this.#setConfiguration(snapshot.meta.confState);
+    if (this.#inFlight?.committedEntries.some((entry) => entry.type === "confChange")) {
+      this.#restoredConfState = snapshot.meta.confState;
+    } else {
+      this.#setConfiguration(snapshot.meta.confState);
+    }
     return true;
   }
 
@@ -781,6 +791,7 @@ export class Raft {
   }
 
   #hasUnappliedConfChanges(): boolean {
+    if (this.#restoredConfState) return true;
     if (this.log.committed <= this.log.applied) return false;
     const pending =
       this.log.slice(this.log.applied + 1, this.log.committed + 1, Number.MAX_SAFE_INTEGER) ?? [];
@@ -1052,6 +1063,11 @@ export class Raft {
     }
     const applied = ready.committedEntries[ready.committedEntries.length - 1];
     if (applied) this.log.appliedTo(applied.index);
+    if (this.#restoredConfState) {
+      // The host has applied this Ready's conf changes: the restored snapshot's membership now.
+      this.#setConfiguration(this.#restoredConfState);
+      this.#restoredConfState = null;
+    }
   }
 
   /** Decodes a committed conf change entry's data (for the host's apply loop). */
