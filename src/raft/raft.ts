@@ -81,6 +81,8 @@ interface PendingRead {
   readonly acks: Set<NodeId>;
 }
 
+const NO_REMOVALS: ReadonlyMap<NodeId, number> = new Map();
+
 const EAGER_TYPES = new Set<Message["type"]>(["app", "heartbeat", "snap", "timeoutNow"]);
 
 const ctxKey = (ctx: Uint8Array): string =>
@@ -132,10 +134,12 @@ export class Raft {
    */
   #restoredConfState: ConfState | null = null;
   /**
-   * `#removingSelf()` memoised for one (term, applied, pendingConfIndex), as it scans the log:
-   * within a term the leader's log below its last index does not change.
+   * `#pendingRemovals()` memoised for one (term, applied, pendingConfIndex), as it scans the
+   * log: within a term the leader's log below its last index does not change.
    */
-  #removingSelfAt = { term: -1, applied: -1, pendingConfIndex: -1, removing: false };
+  #pendingRemovalsAt = { term: -1, applied: -1, pendingConfIndex: -1, removals: NO_REMOVALS };
+  /** As leader: the index of this term's first entry (its no-op). */
+  #termFirstIndex = 0;
 
   #messages: Message[] = [];
   #eagerMessages: Message[] = [];
@@ -295,7 +299,7 @@ export class Raft {
     if (this.#leadTransferee !== NONE) {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `leadership is moving to ${this.#leadTransferee}`);
     }
-    if (type === "normal" && this.#removingSelf()) {
+    if (type === "normal" && this.#pendingRemovals().has(this.id)) {
       throw new MetaraftError(
         "MR_ERR_PROPOSAL_DROPPED",
         "this leader is being removed from the cluster: the next leader takes new entries",
@@ -314,36 +318,40 @@ export class Raft {
   }
 
   /**
-   * Whether the log holds a change removing this node that is not applied yet. Such a leader
-   * takes no new entries: once it applies the change it steps down, and a voter that has not
-   * learned of the commit yet still counts it as a voter and may need its vote, which it gives
-   * only to a log at least as long as its own. Its log then ends at the entry a quorum
-   * acknowledged to commit the change, so some remaining voter can always win it.
+   * The members whose removal is in the log but not applied yet, with its index. Once a member
+   * has applied its removal it no longer campaigns, but a voter that has not learned of the
+   * commit (it missed it, or it is this leader after a crash lost the commit it had not yet
+   * written) still counts it as a voter and may need its vote, which it gives only to a log at
+   * least as long as its own. So no entry past the removal reaches the member (see
+   * #sendAppend); a leader removing itself takes none. The member's log then ends at an entry
+   * that a quorum holds durably once the removal commits, so some remaining voter can always
+   * win its vote.
    */
-  #removingSelf(): boolean {
-    const at = this.#removingSelfAt;
-    if (this.#pendingConfIndex <= this.log.applied) return false;
+  #pendingRemovals(): ReadonlyMap<NodeId, number> {
+    const at = this.#pendingRemovalsAt;
+    if (this.#pendingConfIndex <= this.log.applied) return NO_REMOVALS;
     if (
       at.term === this.term &&
       at.applied === this.log.applied &&
       at.pendingConfIndex === this.#pendingConfIndex
     )
-      return at.removing;
+      return at.removals;
     // Every unapplied conf change is at or below #pendingConfIndex (see #becomeLeader).
-    const pending =
+    const unapplied =
       this.log.slice(this.log.applied + 1, this.#pendingConfIndex + 1, Number.MAX_SAFE_INTEGER) ?? [];
-    const removing = pending.some((entry) => {
-      if (entry.type !== "confChange") return false;
+    const removals = new Map<NodeId, number>();
+    for (const entry of unapplied) {
+      if (entry.type !== "confChange") continue;
       const change = decodeConfChange(entry.data);
-      return change.kind === "removeNode" && change.node === this.id;
-    });
-    this.#removingSelfAt = {
+      if (change.kind === "removeNode") removals.set(change.node, entry.index);
+    }
+    this.#pendingRemovalsAt = {
       term: this.term,
       applied: this.log.applied,
       pendingConfIndex: this.#pendingConfIndex,
-      removing,
+      removals,
     };
-    return removing;
+    return removals;
   }
 
   /**
@@ -778,6 +786,7 @@ export class Raft {
     this.role = "leader";
     this.leader = this.id;
     this.#pendingConfIndex = this.log.lastIndex();
+    this.#termFirstIndex = this.log.lastIndex() + 1;
     // The no-op of §8: entries of earlier terms commit only beneath one of this term.
     this.#appendEntries([
       { term: this.term, index: this.log.lastIndex() + 1, type: "normal", data: new Uint8Array(0) },
@@ -926,8 +935,11 @@ export class Raft {
       progress.state === "replicate"
         ? Math.min(this.#messageBytesMax, progress.inflights.bytesRemaining)
         : this.#messageBytesMax;
-    const entries =
-      prevTerm === undefined ? undefined : this.log.slice(progress.next, this.log.lastIndex() + 1, bytesMax);
+    // A member being removed gets nothing past its removal (see #pendingRemovals), except up to
+    // this term's no-op, whose commit (needed to commit a removal of an earlier term) may need it.
+    const removal = this.#pendingRemovals().get(to);
+    const hi = removal === undefined ? this.log.lastIndex() + 1 : Math.max(removal, this.#termFirstIndex) + 1;
+    const entries = prevTerm === undefined ? undefined : this.log.slice(progress.next, hi, bytesMax);
     if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, progress);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.#send({ type: "app", to, prevIndex, prevTerm, entries, commit: this.log.committed });
