@@ -8,11 +8,13 @@ import {
   MemoryStorage,
   type Message,
   type NodeId,
+  RAFT_DEFAULTS,
   Raft,
   type Ready,
   type Snapshot,
 } from "../../src/raft/index.js";
 import { seededRandom } from "../raft/harness.js";
+import { type CatchUpLimits, CatchUpMonitor, type CatchUpStats, linkKey } from "./catch-up.js";
 import { checkKv, type KvOp } from "./linearizability.js";
 
 /**
@@ -26,7 +28,8 @@ import { checkKv, type KvOp } from "./linearizability.js";
  *
  * Checked: one leader per term, and only a voter of its membership; leader completeness; log
  * matching; every node applies the same entries, and the same membership after each change
- * (snapshots included); at most one change in flight; the KV history is linearizable; and, faults over, a healthy majority of the final membership
+ * (snapshots included); at most one change in flight; the catch-up bound (catch-up.ts); the
+ * KV history is linearizable; and, faults over, a healthy majority of the final membership
  * elects a leader, commits a write and converges, then so does everyone.
  */
 
@@ -43,6 +46,12 @@ export interface FaultLevels {
   readonly diskDelayMax: number;
   /** Each node's tick period differs by up to this many time units (clock drift). */
   readonly driftMax: number;
+  /**
+   * Whether messages on one link overtake each other. When false every link delivers in the
+   * order it was sent, as production's TCP links do (they still lose messages, as a reset
+   * connection does).
+   */
+  readonly reorder: boolean;
   /** Chance per time unit that the leader is asked for a membership change. */
   readonly membershipRate: number;
   /** Chance per time unit that the leader is asked to hand leadership to a random voter. */
@@ -74,9 +83,11 @@ export interface SimResult {
     readonly completed: number;
     readonly crashes: number;
     readonly snapshotsSent: number;
+    readonly limits: CatchUpLimits;
     /** The committed membership at the end. */
     readonly members: ConfState;
     readonly membership: MembershipStats;
+    readonly catchUp: CatchUpStats;
     /** Voters kept down while the liveness phase had to converge without them. */
     readonly livenessDown: number;
   };
@@ -223,10 +234,25 @@ export function chooseFaults(random: () => number): FaultLevels {
     healRate: pick([0.002, 0.01]),
     crashRate: pick([0, 0.001, 0.003]),
     restartRate: pick([0.005, 0.02]),
-    diskDelayMax: pick([0, 2, 5]),
+    diskDelayMax: pick([0, 2, 5, 20]),
     driftMax: pick([0, 1, 2]),
+    reorder: pick([0, 1]) === 1,
     membershipRate: pick([0, 0.002, 0.005]),
     transferRate: pick([0, 0.001, 0.003]),
+  };
+}
+
+/**
+ * Replication limits, small enough that a catch-up spans many appends and windows, so that the
+ * catch-up bound is tested on more than one message (the production default for the byte
+ * window is among them: there the message count closes the window).
+ */
+export function chooseLimits(random: () => number): CatchUpLimits {
+  const pick = (values: readonly number[]): number => values[Math.floor(random() * values.length)]!;
+  return {
+    messageBytesMax: pick([128, 512, 4096]),
+    inflightMessagesMax: pick([2, 4, 16]),
+    inflightBytesMax: pick([512, 4096, RAFT_DEFAULTS.inflightBytesMax]),
   };
 }
 
@@ -273,6 +299,17 @@ export class Simulation {
   readonly #clients: Client[] = [];
   readonly history: (KvOp & { ret: number | null })[] = [];
   readonly #snapshotEvery: number;
+  /** Appended to every value written: entries of some 60 to 900 bytes, by seed. */
+  readonly #valuePad: string;
+  /** No command is larger (checked at each proposal): a CAS carries two padded values. */
+  get #entryBytesMax(): number {
+    return 2 * this.#valuePad.length + 160;
+  }
+  readonly limits: CatchUpLimits;
+  readonly #catchUp: CatchUpMonitor;
+  /** Per directed link: when its last message is due (FIFO links), and the last order delivered. */
+  readonly #linkDueAt = new Map<number, number>();
+  readonly #linkDelivered = new Map<number, number>();
 
   // What the checks remember.
   readonly #leaderOfTerm = new Map<number, NodeId>();
@@ -308,7 +345,18 @@ export class Simulation {
     this.seed = options.seed;
     this.#random = seededRandom(options.seed);
     this.faults = chooseFaults(this.#random);
-    this.#snapshotEvery = options.snapshotEvery ?? 25 + Math.floor(this.#random() * 50);
+    // Short logs exercise snapshot catch-up; long ones, catch-ups of many appends.
+    this.#snapshotEvery =
+      options.snapshotEvery ??
+      (this.#random() < 0.5 ? 25 + Math.floor(this.#random() * 50) : 150 + Math.floor(this.#random() * 150));
+    this.limits = chooseLimits(this.#random);
+    this.#valuePad = "~".repeat([0, 64, 400][Math.floor(this.#random() * 3)]!);
+    this.#catchUp = new CatchUpMonitor(
+      { ...this.limits, entryBytesMax: this.#entryBytesMax },
+      (id) => this.nodes[id - 1],
+      (index) => this.#appliedEntries.get(index)?.term,
+      (message) => this.#fail(message),
+    );
     const count = options.nodes ?? 3;
     const voters = Array.from({ length: count }, (_, i) => i + 1);
     for (const id of voters) this.#joined.add(id);
@@ -378,12 +426,20 @@ export class Simulation {
       applied: node.applied,
       electionTicks: 10,
       heartbeatTicks: 1,
-      messageBytesMax: 4096,
-      inflightMessagesMax: 8,
+      ...this.limits,
       learnerLagEntriesMax: LEARNER_LAG_ENTRIES_MAX,
     });
     node.nextTick = this.#time + 1 + Math.floor(this.#random() * node.tickPeriod);
-    if (node.incarnation > 1) this.#trace(`restart ${node.id}`);
+    if (node.incarnation > 1) {
+      this.#trace(`restart ${node.id}`);
+      this.#comesBack(node, "restart");
+    }
+  }
+
+  /** `node` is reachable again: a catch-up by the current leader begins. */
+  #comesBack(node: SimNode, reason: string): void {
+    const leader = this.#leader();
+    if (leader) this.#catchUp.begin(leader.id, node.id, reason, this.#time);
   }
 
   #checkSnapshotConf(node: SimNode, snapshot: Snapshot): void {
@@ -425,11 +481,23 @@ export class Simulation {
   }
 
   #send(message: Message): void {
-    if (this.#faultsOn && this.#random() < this.faults.dropRate) return;
+    this.#catchUp.sent(message);
+    if (this.#faultsOn && this.#random() < this.faults.dropRate) {
+      this.#catchUp.linkFault(message.from, message.to);
+      return;
+    }
     const copies = this.#faultsOn && this.#random() < this.faults.duplicateRate ? 2 : 1;
+    if (copies > 1) this.#catchUp.linkFault(message.from, message.to);
+    const link = linkKey(message.from, message.to);
     for (let c = 0; c < copies; c++) {
       const delay = 1 + Math.floor(this.#random() * this.faults.delayMax);
-      this.#network.push({ at: this.#time + delay, order: this.#order++, message });
+      let at = this.#time + delay;
+      if (!this.faults.reorder) {
+        // FIFO: never due before the link's previous message (equal times keep send order).
+        at = Math.max(at, this.#linkDueAt.get(link) ?? 0);
+        this.#linkDueAt.set(link, at);
+      }
+      this.#network.push({ at, order: this.#order++, message });
     }
     if (message.type === "snap") this.#snapshotsSent++;
   }
@@ -472,8 +540,10 @@ export class Simulation {
         completed: this.history.filter((op) => op.ret !== null).length,
         crashes: this.#crashes,
         snapshotsSent: this.#snapshotsSent,
+        limits: this.limits,
         members: this.#committedConf,
         membership: { ...this.#membership },
+        catchUp: this.#catchUp.stats(),
         livenessDown: this.#livenessDown,
       },
     };
@@ -529,10 +599,16 @@ export class Simulation {
     return node.storage.entries(lo, last + 1, Number.MAX_SAFE_INTEGER);
   }
 
+  /** Every partition heals: the leader's followers on the other side come back. */
   #heal(): void {
     if (this.#cut.size === 0) return;
     this.#trace("heal");
     this.#cut.clear();
+    const leader = this.#leader();
+    if (!leader) return;
+    for (const id of leader.raft!.progress.keys()) {
+      if (id !== leader.id) this.#catchUp.begin(leader.id, id, "heal", this.#time);
+    }
   }
 
   /**
@@ -571,8 +647,7 @@ export class Simulation {
 
   #step(): void {
     this.#time++;
-    for (let m = this.#network.popDue(this.#time); m; m = this.#network.popDue(this.#time))
-      this.#deliver(m.message);
+    for (let m = this.#network.popDue(this.#time); m; m = this.#network.popDue(this.#time)) this.#deliver(m);
     for (const node of this.nodes) {
       if (!node.raft) continue;
       if (this.#time >= node.nextTick) {
@@ -587,12 +662,21 @@ export class Simulation {
       this.#changeMembership();
     }
     this.#stopRemoved();
+    this.#catchUp.poll();
     if (this.#time % 500 === 0) this.#checkLogMatching();
   }
 
-  #deliver(message: Message): void {
+  #deliver(scheduled: InFlightMessage): void {
+    const { message } = scheduled;
+    const link = linkKey(message.from, message.to);
     const target = this.nodes[message.to - 1];
-    if (!target?.raft || this.#cut.has(`${message.from}->${message.to}`)) return;
+    if (!target?.raft || (this.#cut.size > 0 && this.#cut.has(`${message.from}->${message.to}`))) {
+      this.#catchUp.linkFault(message.from, message.to);
+      return;
+    }
+    if (scheduled.order < (this.#linkDelivered.get(link) ?? -1))
+      this.#catchUp.linkFault(message.from, message.to);
+    else this.#linkDelivered.set(link, scheduled.order);
     target.raft.step(message);
   }
 
@@ -657,6 +741,9 @@ export class Simulation {
     if (this.#transferTo?.to === node.id && raft.term > this.#transferTo.term) {
       this.#membership.transfersDone++;
       this.#transferTo = null;
+    }
+    for (const id of raft.progress.keys()) {
+      if (id !== node.id) this.#catchUp.begin(node.id, id, "elected", this.#time);
     }
     // Leader completeness: every entry applied anywhere is in the new leader's log.
     const first = raft.log.firstIndex();
@@ -723,6 +810,9 @@ export class Simulation {
         `node ${node.id} has ${describeConf(node.conf)} after conf change ${entry.index}, where ${describeConf(expected)} was committed`,
       );
     }
+    // The new learner's catch-up starts now: the leader sends it its first append at once.
+    if (change.kind === "addLearner" && raft.role === "leader")
+      this.#catchUp.begin(node.id, change.node, "added", this.#time);
   }
 
   /** A conf change committed (applied for the first time anywhere; entries are, in index order). */
@@ -891,7 +981,7 @@ export class Simulation {
       const key = `k${Math.floor(this.#random() * 3)}`;
       const roll = this.#random();
       if (roll < 0.4) this.#startRead(target, index, key);
-      else if (roll < 0.8) this.#startWrite(target, index, key, `v${index}.${client.seq}`);
+      else if (roll < 0.8) this.#startWrite(target, index, key, `v${index}.${client.seq}${this.#valuePad}`);
       else this.#startCas(target, index, key);
     });
   }
@@ -911,11 +1001,11 @@ export class Simulation {
     const expected =
       this.#random() < 0.3
         ? null
-        : `v${Math.floor(this.#random() * this.#clients.length)}.${Math.floor(this.#random() * 5)}`;
+        : `v${Math.floor(this.#random() * this.#clients.length)}.${Math.floor(this.#random() * 5)}${this.#valuePad}`;
     return this.#propose(node, clientIndex, {
       kind: "cas",
       key,
-      value: `c${clientIndex}.${this.#time}`,
+      value: `c${clientIndex}.${this.#time}${this.#valuePad}`,
       expected,
     });
   }
@@ -929,8 +1019,10 @@ export class Simulation {
     this.#clients[clientIndex] = client;
     const seq = ++client.seq;
     const command: Command = { client: clientIndex, seq, ...request };
+    const data = new TextEncoder().encode(JSON.stringify(command));
+    if (data.length > this.#entryBytesMax) this.#fail(`a command of ${data.length} bytes`);
     try {
-      node.raft!.propose(new TextEncoder().encode(JSON.stringify(command)));
+      node.raft!.propose(data);
     } catch (error) {
       this.#redirect(client, error);
       return null;

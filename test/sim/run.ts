@@ -31,6 +31,10 @@ class Totals {
   removals = 0;
   leaderRemovals = 0;
   transfersDone = 0;
+  judged = 0;
+  abandoned = 0;
+  missedBytesMax = 0;
+  excessBytesMax = Number.NEGATIVE_INFINITY;
   livenessDown = 0;
 
   add({ stats }: SimResult): void {
@@ -40,6 +44,11 @@ class Totals {
     this.removals += m.removals;
     this.leaderRemovals += m.leaderRemovals;
     this.transfersDone += m.transfersDone;
+    this.judged += stats.catchUp.judged;
+    this.abandoned += stats.catchUp.abandoned;
+    this.missedBytesMax = Math.max(this.missedBytesMax, stats.catchUp.missedBytesMax);
+    if (stats.catchUp.judged > 0)
+      this.excessBytesMax = Math.max(this.excessBytesMax, stats.catchUp.excessBytesMax);
     if (stats.livenessDown > 0) this.livenessDown++;
   }
 
@@ -47,6 +56,8 @@ class Totals {
     return (
       `membership: ${this.learnersAdded} learners added, ${this.promotions} promoted, ${this.removals} removed ` +
       `(${this.leaderRemovals} by themselves as leader), ${this.transfersDone} leadership transfers done; ` +
+      `catch-up: ${this.judged} episodes judged (${this.abandoned} abandoned: a link fault, a crash or a new leader), the largest ` +
+      `missing ${this.missedBytesMax} bytes, sent - 2 x missed at most ${this.excessBytesMax} bytes; ` +
       `${this.livenessDown} liveness phases without a minority of the voters`
     );
   }
