@@ -82,6 +82,8 @@ interface PendingRead {
   readonly acks: Set<NodeId>;
 }
 
+const NO_REMOVALS: ReadonlyMap<NodeId, number> = new Map();
+
 const EAGER_TYPES = new Set<Message["type"]>(["app", "heartbeat", "snap", "timeoutNow"]);
 
 const ctxKey = (ctx: Uint8Array): string =>
@@ -126,6 +128,19 @@ export class Raft {
   #leadTransferee: NodeId = NONE;
   /** The index of the latest conf change proposed; another waits until it is applied. */
   #pendingConfIndex = 0;
+  /**
+   * The membership of a snapshot stepped while the Ready in flight hands the host conf changes
+   * from before it: the host applies those to the membership they were committed in, so this
+   * one replaces it only at that Ready's `advance`. No campaign meanwhile.
+   */
+  #restoredConfState: ConfState | null = null;
+  /**
+   * `#pendingRemovals()` memoised for one (term, applied, pendingConfIndex), as it scans the
+   * log: within a term the leader's log below its last index does not change.
+   */
+  #pendingRemovalsAt = { term: -1, applied: -1, pendingConfIndex: -1, removals: NO_REMOVALS };
+  /** As leader: the index of this term's first entry (its no-op). */
+  #termFirstIndex = 0;
 
   #messages: Message[] = [];
   #eagerMessages: Message[] = [];
@@ -285,6 +300,12 @@ export class Raft {
     if (this.#leadTransferee !== NONE) {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `leadership is moving to ${this.#leadTransferee}`);
     }
+    if (type === "normal" && this.#pendingRemovals().has(this.id)) {
+      throw new MetaraftError(
+        "MR_ERR_PROPOSAL_DROPPED",
+        "this leader is being removed from the cluster: the next leader takes new entries",
+      );
+    }
     if (this.log.lastIndex() - this.log.committed >= this.#uncommittedEntriesMax) {
       throw new MetaraftError(
         "MR_ERR_PROPOSAL_DROPPED",
@@ -295,6 +316,43 @@ export class Raft {
     this.#appendEntries([{ term: this.term, index, type, data }]);
     this.#broadcastAppend();
     return { index, term: this.term };
+  }
+
+  /**
+   * The members whose removal is in the log but not applied yet, with its index. Once a member
+   * has applied its removal it no longer campaigns, but a voter that has not learned of the
+   * commit (it missed it, or it is this leader after a crash lost the commit it had not yet
+   * written) still counts it as a voter and may need its vote, which it gives only to a log at
+   * least as long as its own. So no entry past the removal reaches the member (see
+   * #sendAppend); a leader removing itself takes none. The member's log then ends at an entry
+   * that a quorum holds durably once the removal commits, so some remaining voter can always
+   * win its vote.
+   */
+  #pendingRemovals(): ReadonlyMap<NodeId, number> {
+    const at = this.#pendingRemovalsAt;
+    if (this.#pendingConfIndex <= this.log.applied) return NO_REMOVALS;
+    if (
+      at.term === this.term &&
+      at.applied === this.log.applied &&
+      at.pendingConfIndex === this.#pendingConfIndex
+    )
+      return at.removals;
+    // Every unapplied conf change is at or below #pendingConfIndex (see #becomeLeader).
+    const unapplied =
+      this.log.slice(this.log.applied + 1, this.#pendingConfIndex + 1, Number.MAX_SAFE_INTEGER) ?? [];
+    const removals = new Map<NodeId, number>();
+    for (const entry of unapplied) {
+      if (entry.type !== "confChange") continue;
+      const change = decodeConfChange(entry.data);
+      if (change.kind === "removeNode") removals.set(change.node, entry.index);
+    }
+    this.#pendingRemovalsAt = {
+      term: this.term,
+      applied: this.log.applied,
+      pendingConfIndex: this.#pendingConfIndex,
+      removals,
+    };
+    return removals;
   }
 
   /**
@@ -665,7 +723,11 @@ export class Raft {
       return false;
     }
     this.log.restore(snapshot);
-    this.#setConfiguration(snapshot.meta.confState);
+    if (this.#inFlight?.committedEntries.some((entry) => entry.type === "confChange")) {
+      this.#restoredConfState = snapshot.meta.confState;
+    } else {
+      this.#setConfiguration(snapshot.meta.confState);
+    }
     return true;
   }
 
@@ -725,6 +787,7 @@ export class Raft {
     this.role = "leader";
     this.leader = this.id;
     this.#pendingConfIndex = this.log.lastIndex();
+    this.#termFirstIndex = this.log.lastIndex() + 1;
     // The no-op of §8: entries of earlier terms commit only beneath one of this term.
     this.#appendEntries([
       { term: this.term, index: this.log.lastIndex() + 1, type: "normal", data: new Uint8Array(0) },
@@ -738,6 +801,7 @@ export class Raft {
   }
 
   #hasUnappliedConfChanges(): boolean {
+    if (this.#restoredConfState) return true;
     if (this.log.committed <= this.log.applied) return false;
     const pending =
       this.log.slice(this.log.applied + 1, this.log.committed + 1, Number.MAX_SAFE_INTEGER) ?? [];
@@ -872,8 +936,11 @@ export class Raft {
       progress.state === "replicate"
         ? Math.min(this.#messageBytesMax, progress.inflights.bytesRemaining)
         : this.#messageBytesMax;
-    const entries =
-      prevTerm === undefined ? undefined : this.log.slice(progress.next, this.log.lastIndex() + 1, bytesMax);
+    // A member being removed gets nothing past its removal (see #pendingRemovals), except up to
+    // this term's no-op, whose commit (needed to commit a removal of an earlier term) may need it.
+    const removal = this.#pendingRemovals().get(to);
+    const hi = removal === undefined ? this.log.lastIndex() + 1 : Math.max(removal, this.#termFirstIndex) + 1;
+    const entries = prevTerm === undefined ? undefined : this.log.slice(progress.next, hi, bytesMax);
     if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, progress);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.#send({ type: "app", to, prevIndex, prevTerm, entries, commit: this.log.committed });
@@ -1009,6 +1076,11 @@ export class Raft {
     }
     const applied = ready.committedEntries[ready.committedEntries.length - 1];
     if (applied) this.log.appliedTo(applied.index);
+    if (this.#restoredConfState) {
+      // The host has applied this Ready's conf changes: the restored snapshot's membership now.
+      this.#setConfiguration(this.#restoredConfState);
+      this.#restoredConfState = null;
+    }
   }
 
   /** Decodes a committed conf change entry's data (for the host's apply loop). */
