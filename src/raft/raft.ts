@@ -81,8 +81,6 @@ interface PendingRead {
   readonly acks: Set<NodeId>;
 }
 
-const NO_REMOVALS: ReadonlyMap<NodeId, number> = new Map();
-
 const EAGER_TYPES = new Set<Message["type"]>(["app", "heartbeat", "snap", "timeoutNow"]);
 
 const ctxKey = (ctx: Uint8Array): string =>
@@ -133,13 +131,6 @@ export class Raft {
    * one replaces it only at that Ready's `advance`. No campaign meanwhile.
    */
   #restoredConfState: ConfState | null = null;
-  /**
-   * `#pendingRemovals()` memoised for one (term, applied, pendingConfIndex), as it scans the
-   * log: within a term the leader's log below its last index does not change.
-   */
-  #pendingRemovalsAt = { term: -1, applied: -1, pendingConfIndex: -1, removals: NO_REMOVALS };
-  /** As leader: the index of this term's first entry (its no-op). */
-  #termFirstIndex = 0;
 
   #messages: Message[] = [];
   #eagerMessages: Message[] = [];
@@ -299,12 +290,6 @@ export class Raft {
     if (this.#leadTransferee !== NONE) {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `leadership is moving to ${this.#leadTransferee}`);
     }
-    if (type === "normal" && this.#pendingRemovals().has(this.id)) {
-      throw new MetaraftError(
-        "MR_ERR_PROPOSAL_DROPPED",
-        "this leader is being removed from the cluster: the next leader takes new entries",
-      );
-    }
     if (this.log.lastIndex() - this.log.committed >= this.#uncommittedEntriesMax) {
       throw new MetaraftError(
         "MR_ERR_PROPOSAL_DROPPED",
@@ -315,43 +300,6 @@ export class Raft {
     this.#appendEntries([{ term: this.term, index, type, data }]);
     this.#broadcastAppend();
     return { index, term: this.term };
-  }
-
-  /**
-   * The members whose removal is in the log but not applied yet, with its index. Once a member
-   * has applied its removal it no longer campaigns, but a voter that has not learned of the
-   * commit (it missed it, or it is this leader after a crash lost the commit it had not yet
-   * written) still counts it as a voter and may need its vote, which it gives only to a log at
-   * least as long as its own. So no entry past the removal reaches the member (see
-   * #sendAppend); a leader removing itself takes none. The member's log then ends at an entry
-   * that a quorum holds durably once the removal commits, so some remaining voter can always
-   * win its vote.
-   */
-  #pendingRemovals(): ReadonlyMap<NodeId, number> {
-    const at = this.#pendingRemovalsAt;
-    if (this.#pendingConfIndex <= this.log.applied) return NO_REMOVALS;
-    if (
-      at.term === this.term &&
-      at.applied === this.log.applied &&
-      at.pendingConfIndex === this.#pendingConfIndex
-    )
-      return at.removals;
-    // Every unapplied conf change is at or below #pendingConfIndex (see #becomeLeader).
-    const unapplied =
-      this.log.slice(this.log.applied + 1, this.#pendingConfIndex + 1, Number.MAX_SAFE_INTEGER) ?? [];
-    const removals = new Map<NodeId, number>();
-    for (const entry of unapplied) {
-      if (entry.type !== "confChange") continue;
-      const change = decodeConfChange(entry.data);
-      if (change.kind === "removeNode") removals.set(change.node, entry.index);
-    }
-    this.#pendingRemovalsAt = {
-      term: this.term,
-      applied: this.log.applied,
-      pendingConfIndex: this.#pendingConfIndex,
-      removals,
-    };
-    return removals;
   }
 
   /**
@@ -489,6 +437,9 @@ export class Raft {
 
   /** One message from a peer. */
   step(m: Message): void {
+    if ((m.type === "voteResp" || m.type === "preVoteResp") && m.commit !== undefined) {
+      this.#learnCommit(m.commit, m.commitTerm ?? 0);
+    }
     if (m.term > this.term) {
       if (m.type === "vote" || m.type === "preVote") {
         const inLease =
@@ -527,7 +478,14 @@ export class Raft {
           this.vote = m.from;
         }
       } else {
-        this.#send({ type: m.type === "vote" ? "voteResp" : "preVoteResp", to: m.from, reject: true });
+        // Our commit goes with the refusal: see #learnCommit.
+        this.#send({
+          type: m.type === "vote" ? "voteResp" : "preVoteResp",
+          to: m.from,
+          reject: true,
+          commit: this.log.committed,
+          commitTerm: this.log.term(this.log.committed) ?? 0,
+        });
       }
       return;
     }
@@ -544,6 +502,21 @@ export class Raft {
         this.#stepFollower(m);
         break;
     }
+  }
+
+  /**
+   * A voter that refused us its vote told us its commit index and that entry's term. If we hold
+   * the same entry there, our log up to it is the voter's (log matching), so it is committed.
+   * Without this a cluster can stall for good after a removal: a member that applied its own
+   * removal no longer campaigns, and a voter that missed the commit of that removal still counts
+   * it and needs its vote, which it refuses while its log is the longer (it holds entries that
+   * reached no one else, or that the leader lost in a crash). Knowing the commit, the voter
+   * applies the removal and is elected without it.
+   */
+  #learnCommit(index: number, term: number): void {
+    if (this.role === "leader" || index <= this.log.committed || index > this.log.lastIndex()) return;
+    if (this.log.term(index) !== term) return;
+    this.log.commitTo(index);
   }
 
   #stepLeader(m: Message): void {
@@ -786,7 +759,6 @@ export class Raft {
     this.role = "leader";
     this.leader = this.id;
     this.#pendingConfIndex = this.log.lastIndex();
-    this.#termFirstIndex = this.log.lastIndex() + 1;
     // The no-op of §8: entries of earlier terms commit only beneath one of this term.
     this.#appendEntries([
       { term: this.term, index: this.log.lastIndex() + 1, type: "normal", data: new Uint8Array(0) },
@@ -935,11 +907,8 @@ export class Raft {
       progress.state === "replicate"
         ? Math.min(this.#messageBytesMax, progress.inflights.bytesRemaining)
         : this.#messageBytesMax;
-    // A member being removed gets nothing past its removal (see #pendingRemovals), except up to
-    // this term's no-op, whose commit (needed to commit a removal of an earlier term) may need it.
-    const removal = this.#pendingRemovals().get(to);
-    const hi = removal === undefined ? this.log.lastIndex() + 1 : Math.max(removal, this.#termFirstIndex) + 1;
-    const entries = prevTerm === undefined ? undefined : this.log.slice(progress.next, hi, bytesMax);
+    const entries =
+      prevTerm === undefined ? undefined : this.log.slice(progress.next, this.log.lastIndex() + 1, bytesMax);
     if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, progress);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.#send({ type: "app", to, prevIndex, prevTerm, entries, commit: this.log.committed });

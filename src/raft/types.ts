@@ -79,7 +79,13 @@ export type Message =
       /** Set by leadership transfer: the receiver votes even though it has a live leader. */
       readonly transfer: boolean;
     })
-  | (MessageBase & { readonly type: "voteResp" | "preVoteResp"; readonly reject: boolean })
+  | (MessageBase & {
+      readonly type: "voteResp" | "preVoteResp";
+      readonly reject: boolean;
+      /** On a refusal: the voter's commit index and the term of that entry (see Raft#learnCommit). */
+      readonly commit?: number;
+      readonly commitTerm?: number;
+    })
   | (MessageBase & {
       readonly type: "app";
       readonly prevIndex: number;
