@@ -140,6 +140,8 @@ export class Raft {
   #readsBeforeCommit: Uint8Array[] = [];
 
   #previousHardState: HardState;
+  /** The hard state of the last Ready advanced: what the host has made durable. */
+  #stableHardState: HardState;
   #previousSoftState: SoftState;
   /** The Ready handed out and not yet advanced: the next one waits for it. */
   #inFlight: Ready | null = null;
@@ -181,6 +183,7 @@ export class Raft {
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.#previousHardState = hardState;
+    this.#stableHardState = hardState;
     this.#nextToApply = this.log.applied + 1;
     this.#becomeFollower(this.term, NONE);
     this.#previousSoftState = this.softState();
@@ -956,8 +959,20 @@ export class Raft {
 
   #send(m: Outgoing): void {
     const message = { ...m, from: this.id, term: m.term ?? this.term } as Message;
-    if (this.role === "leader" && EAGER_TYPES.has(message.type)) this.#eagerMessages.push(message);
+    if (this.role === "leader" && this.#termDurable() && EAGER_TYPES.has(message.type))
+      this.#eagerMessages.push(message);
     else this.#messages.push(message);
+  }
+
+  /**
+   * Whether this leader's term and its vote for itself are durable. Until they are, its
+   * messages wait for the Ready that writes them: a leader that crashed before that write could
+   * restart in the previous term and win this one again (alone, a single voter needs nobody's
+   * vote), appending other entries at the same indices, and a follower that had been sent the
+   * first ones would keep them, having the same index and term.
+   */
+  #termDurable(): boolean {
+    return this.#stableHardState.term === this.term && this.#stableHardState.vote === this.id;
   }
 
   // ---- Ready ------------------------------------------------------------------------------
@@ -981,7 +996,8 @@ export class Raft {
 
   /**
    * The leader's appends and heartbeats produced since the last Ready, taken out now. They do
-   * not depend on any local write, so a host that steps messages while a Ready is being
+   * not depend on any local write but that of its term (see #termDurable, which holds them in
+   * the Ready's `messages` until then), so a host that steps messages while a Ready is being
    * persisted sends them at once instead of holding them for the next Ready (which comes only
    * after that write): a follower's ack, or a proposal, need not wait for the leader's fsync.
    */
@@ -1029,6 +1045,7 @@ export class Raft {
     const ready = this.#inFlight;
     if (!ready) throw new MetaraftError("MR_ERR_INTERNAL", "raft: advance() without ready()");
     this.#inFlight = null;
+    if (ready.hardState) this.#stableHardState = ready.hardState;
     if (ready.snapshot) {
       this.log.stableSnapTo(ready.snapshot.meta.index);
       this.log.appliedTo(Math.max(this.log.applied, ready.snapshot.meta.index));
