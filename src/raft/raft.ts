@@ -82,8 +82,6 @@ interface PendingRead {
   readonly acks: Set<NodeId>;
 }
 
-const NO_REMOVALS: ReadonlyMap<NodeId, number> = new Map();
-
 const EAGER_TYPES = new Set<Message["type"]>(["app", "heartbeat", "snap", "timeoutNow"]);
 
 const ctxKey = (ctx: Uint8Array): string =>
@@ -134,13 +132,6 @@ export class Raft {
    * one replaces it only at that Ready's `advance`. No campaign meanwhile.
    */
   #restoredConfState: ConfState | null = null;
-  /**
-   * `#pendingRemovals()` memoised for one (term, applied, pendingConfIndex), as it scans the
-   * log: within a term the leader's log below its last index does not change.
-   */
-  #pendingRemovalsAt = { term: -1, applied: -1, pendingConfIndex: -1, removals: NO_REMOVALS };
-  /** As leader: the index of this term's first entry (its no-op). */
-  #termFirstIndex = 0;
 
   #messages: Message[] = [];
   #eagerMessages: Message[] = [];
@@ -150,6 +141,8 @@ export class Raft {
   #readsBeforeCommit: Uint8Array[] = [];
 
   #previousHardState: HardState;
+  /** The hard state of the last Ready advanced: what the host has made durable. */
+  #stableHardState: HardState;
   #previousSoftState: SoftState;
   /** The Ready handed out and not yet advanced: the next one waits for it. */
   #inFlight: Ready | null = null;
@@ -191,6 +184,7 @@ export class Raft {
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.#previousHardState = hardState;
+    this.#stableHardState = hardState;
     this.#nextToApply = this.log.applied + 1;
     this.#becomeFollower(this.term, NONE);
     this.#previousSoftState = this.softState();
@@ -300,12 +294,6 @@ export class Raft {
     if (this.#leadTransferee !== NONE) {
       throw new MetaraftError("MR_ERR_PROPOSAL_DROPPED", `leadership is moving to ${this.#leadTransferee}`);
     }
-    if (type === "normal" && this.#pendingRemovals().has(this.id)) {
-      throw new MetaraftError(
-        "MR_ERR_PROPOSAL_DROPPED",
-        "this leader is being removed from the cluster: the next leader takes new entries",
-      );
-    }
     if (this.log.lastIndex() - this.log.committed >= this.#uncommittedEntriesMax) {
       throw new MetaraftError(
         "MR_ERR_PROPOSAL_DROPPED",
@@ -316,43 +304,6 @@ export class Raft {
     this.#appendEntries([{ term: this.term, index, type, data }]);
     this.#broadcastAppend();
     return { index, term: this.term };
-  }
-
-  /**
-   * The members whose removal is in the log but not applied yet, with its index. Once a member
-   * has applied its removal it no longer campaigns, but a voter that has not learned of the
-   * commit (it missed it, or it is this leader after a crash lost the commit it had not yet
-   * written) still counts it as a voter and may need its vote, which it gives only to a log at
-   * least as long as its own. So no entry past the removal reaches the member (see
-   * #sendAppend); a leader removing itself takes none. The member's log then ends at an entry
-   * that a quorum holds durably once the removal commits, so some remaining voter can always
-   * win its vote.
-   */
-  #pendingRemovals(): ReadonlyMap<NodeId, number> {
-    const at = this.#pendingRemovalsAt;
-    if (this.#pendingConfIndex <= this.log.applied) return NO_REMOVALS;
-    if (
-      at.term === this.term &&
-      at.applied === this.log.applied &&
-      at.pendingConfIndex === this.#pendingConfIndex
-    )
-      return at.removals;
-    // Every unapplied conf change is at or below #pendingConfIndex (see #becomeLeader).
-    const unapplied =
-      this.log.slice(this.log.applied + 1, this.#pendingConfIndex + 1, Number.MAX_SAFE_INTEGER) ?? [];
-    const removals = new Map<NodeId, number>();
-    for (const entry of unapplied) {
-      if (entry.type !== "confChange") continue;
-      const change = decodeConfChange(entry.data);
-      if (change.kind === "removeNode") removals.set(change.node, entry.index);
-    }
-    this.#pendingRemovalsAt = {
-      term: this.term,
-      applied: this.log.applied,
-      pendingConfIndex: this.#pendingConfIndex,
-      removals,
-    };
-    return removals;
   }
 
   /**
@@ -490,6 +441,9 @@ export class Raft {
 
   /** One message from a peer. */
   step(m: Message): void {
+    if ((m.type === "voteResp" || m.type === "preVoteResp") && m.commit !== undefined) {
+      this.#learnCommit(m.commit, m.commitTerm ?? 0);
+    }
     if (m.term > this.term) {
       if (m.type === "vote" || m.type === "preVote") {
         const inLease =
@@ -528,7 +482,14 @@ export class Raft {
           this.vote = m.from;
         }
       } else {
-        this.#send({ type: m.type === "vote" ? "voteResp" : "preVoteResp", to: m.from, reject: true });
+        // Our commit goes with the refusal: see #learnCommit.
+        this.#send({
+          type: m.type === "vote" ? "voteResp" : "preVoteResp",
+          to: m.from,
+          reject: true,
+          commit: this.log.committed,
+          commitTerm: this.log.term(this.log.committed) ?? 0,
+        });
       }
       return;
     }
@@ -545,6 +506,21 @@ export class Raft {
         this.#stepFollower(m);
         break;
     }
+  }
+
+  /**
+   * A voter that refused us its vote told us its commit index and that entry's term. If we hold
+   * the same entry there, our log up to it is the voter's (log matching), so it is committed.
+   * Without this a cluster can stall for good after a removal: a member that applied its own
+   * removal no longer campaigns, and a voter that missed the commit of that removal still counts
+   * it and needs its vote, which it refuses while its log is the longer (it holds entries that
+   * reached no one else, or that the leader lost in a crash). Knowing the commit, the voter
+   * applies the removal and is elected without it.
+   */
+  #learnCommit(index: number, term: number): void {
+    if (this.role === "leader" || index <= this.log.committed || index > this.log.lastIndex()) return;
+    if (this.log.term(index) !== term) return;
+    this.log.commitTo(index);
   }
 
   #stepLeader(m: Message): void {
@@ -787,7 +763,6 @@ export class Raft {
     this.role = "leader";
     this.leader = this.id;
     this.#pendingConfIndex = this.log.lastIndex();
-    this.#termFirstIndex = this.log.lastIndex() + 1;
     // The no-op of §8: entries of earlier terms commit only beneath one of this term.
     this.#appendEntries([
       { term: this.term, index: this.log.lastIndex() + 1, type: "normal", data: new Uint8Array(0) },
@@ -936,11 +911,8 @@ export class Raft {
       progress.state === "replicate"
         ? Math.min(this.#messageBytesMax, progress.inflights.bytesRemaining)
         : this.#messageBytesMax;
-    // A member being removed gets nothing past its removal (see #pendingRemovals), except up to
-    // this term's no-op, whose commit (needed to commit a removal of an earlier term) may need it.
-    const removal = this.#pendingRemovals().get(to);
-    const hi = removal === undefined ? this.log.lastIndex() + 1 : Math.max(removal, this.#termFirstIndex) + 1;
-    const entries = prevTerm === undefined ? undefined : this.log.slice(progress.next, hi, bytesMax);
+    const entries =
+      prevTerm === undefined ? undefined : this.log.slice(progress.next, this.log.lastIndex() + 1, bytesMax);
     if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, progress);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.#send({ type: "app", to, prevIndex, prevTerm, entries, commit: this.log.committed });
@@ -988,8 +960,20 @@ export class Raft {
 
   #send(m: Outgoing): void {
     const message = { ...m, from: this.id, term: m.term ?? this.term } as Message;
-    if (this.role === "leader" && EAGER_TYPES.has(message.type)) this.#eagerMessages.push(message);
+    if (this.role === "leader" && this.#termDurable() && EAGER_TYPES.has(message.type))
+      this.#eagerMessages.push(message);
     else this.#messages.push(message);
+  }
+
+  /**
+   * Whether this leader's term and its vote for itself are durable. Until they are, its
+   * messages wait for the Ready that writes them: a leader that crashed before that write could
+   * restart in the previous term and win this one again (alone, a single voter needs nobody's
+   * vote), appending other entries at the same indices, and a follower that had been sent the
+   * first ones would keep them, having the same index and term.
+   */
+  #termDurable(): boolean {
+    return this.#stableHardState.term === this.term && this.#stableHardState.vote === this.id;
   }
 
   // ---- Ready ------------------------------------------------------------------------------
@@ -1013,7 +997,8 @@ export class Raft {
 
   /**
    * The leader's appends and heartbeats produced since the last Ready, taken out now. They do
-   * not depend on any local write, so a host that steps messages while a Ready is being
+   * not depend on any local write but that of its term (see #termDurable, which holds them in
+   * the Ready's `messages` until then), so a host that steps messages while a Ready is being
    * persisted sends them at once instead of holding them for the next Ready (which comes only
    * after that write): a follower's ack, or a proposal, need not wait for the leader's fsync.
    */
@@ -1061,6 +1046,7 @@ export class Raft {
     const ready = this.#inFlight;
     if (!ready) throw new MetaraftError("MR_ERR_INTERNAL", "raft: advance() without ready()");
     this.#inFlight = null;
+    if (ready.hardState) this.#stableHardState = ready.hardState;
     if (ready.snapshot) {
       this.log.stableSnapTo(ready.snapshot.meta.index);
       this.log.appliedTo(Math.max(this.log.applied, ready.snapshot.meta.index));

@@ -79,7 +79,13 @@ export type Message =
       /** Set by leadership transfer: the receiver votes even though it has a live leader. */
       readonly transfer: boolean;
     })
-  | (MessageBase & { readonly type: "voteResp" | "preVoteResp"; readonly reject: boolean })
+  | (MessageBase & {
+      readonly type: "voteResp" | "preVoteResp";
+      readonly reject: boolean;
+      /** On a refusal: the voter's commit index and the term of that entry (see Raft#learnCommit). */
+      readonly commit?: number;
+      readonly commitTerm?: number;
+    })
   | (MessageBase & {
       readonly type: "app";
       readonly prevIndex: number;
@@ -117,7 +123,9 @@ export interface SoftState {
  *    then `hardState` (if any), durably (fsync).
  * 2. Send `messages`. (`eagerMessages` may be sent at once, before step 1 finishes: they are
  *    the leader's appends and heartbeats, whose safety does not depend on its own log being
- *    durable, because the leader counts itself towards a commit only after `advance`.)
+ *    durable, because the leader counts itself towards a commit only after `advance`. Its term
+ *    and vote must be durable, though: until a Ready that wrote them is advanced, its messages
+ *    come in `messages`.)
  * 3. Apply `snapshot`, then `committedEntries`, to the state machine; for a committed
  *    `confChange` entry call `applyConfChange`.
  * 4. Serve `readStates` once the applied index reaches each one's `index`.
