@@ -207,6 +207,9 @@ class Connection {
   }
 }
 
+/** Retryable answers from a node that is still the one to ask. */
+const STAY_ON = new Set(["MR_ERR_NOT_READY", "MR_ERR_PROPOSAL_DROPPED"]);
+
 const RETRYABLE = new Set([
   "MR_ERR_NOT_LEADER",
   "MR_ERR_NOT_READY",
@@ -352,7 +355,10 @@ export class RpcClient {
             }
             sweep.clear();
           }
-          this.#moveOn(error, connection);
+          // A leader that is busy (NOT_READY) or shed a proposal (PROPOSAL_DROPPED) is still the
+          // one to ask: staying keeps the other calls in flight on its connection, which moving
+          // on would close (and a membership call, which has no call id, would then be retried).
+          if (!STAY_ON.has((error as MetaraftError).code) || silent) this.#moveOn(error, connection);
           await sleep(runtime, Math.min(10 * 2 ** Math.min(attempt, 5), 200));
         }
       }
