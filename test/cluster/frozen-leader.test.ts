@@ -78,13 +78,9 @@ describe("a leader frozen with SIGSTOP, well past the election timeout", () => {
         const found = await client.lookupKey("vol", "bkt", key);
         expected.set(key, (found.key as { objectId: number }).objectId);
       }
-      const target = Math.max(
-        ...(await Promise.all([1, 2, 3].map((id) => cluster.status(id)))).map((s) => s.applied as number),
-      );
-      for (const id of [1, 2, 3]) {
-        const status = await cluster.statusWhenApplied(id, target);
-        assert.ok((status.applied as number) >= target, `node ${id} applied ${status.applied} < ${target}`);
-        assert.deepEqual(await cluster.keysNotHeld(id, "vol", "bkt", expected), [], `node ${id}`);
+      for (const node of await cluster.convergence([1, 2, 3], "vol", "bkt", expected)) {
+        assert.ok(node.applied >= node.target, `node ${node.id} applied ${node.applied} < ${node.target}`);
+        assert.deepEqual(node.missing, [], `node ${node.id}`);
       }
     } finally {
       if (frozen !== undefined) process.kill(frozen, "SIGCONT");

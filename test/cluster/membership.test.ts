@@ -131,13 +131,9 @@ describe("membership changed online, across real node processes", () => {
         expected.set(key, (found.key as { objectId: number }).objectId);
       }
       assert.equal(new Set(expected.values()).size, expected.size, "no objectId repeats");
-      const target = Math.max(
-        ...(await Promise.all([1, 2, 4].map((id) => cluster.status(id)))).map((s) => s.applied as number),
-      );
-      for (const id of [1, 2, 4]) {
-        const status = await cluster.statusWhenApplied(id, target);
-        assert.ok((status.applied as number) >= target, `node ${id} applied ${status.applied} < ${target}`);
-        assert.deepEqual(await cluster.keysNotHeld(id, "vol", "bkt", expected), [], `node ${id}`);
+      for (const node of await cluster.convergence([1, 2, 4], "vol", "bkt", expected)) {
+        assert.ok(node.applied >= node.target, `node ${node.id} applied ${node.applied} < ${node.target}`);
+        assert.deepEqual(node.missing, [], `node ${node.id}`);
       }
     } finally {
       client.close();

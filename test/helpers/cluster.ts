@@ -240,6 +240,32 @@ export class ProcessCluster {
     }
   }
 
+  /**
+   * What every listed node holds once it has applied as far as the furthest of them: the keys of
+   * `expected` it lacks (or holds with another objectId), and whether it got that far.
+   */
+  async convergence(
+    ids: readonly number[],
+    volume: string,
+    bucket: string,
+    expected: ReadonlyMap<string, number>,
+  ): Promise<{ id: number; applied: number; target: number; missing: string[] }[]> {
+    const target = Math.max(
+      ...(await Promise.all(ids.map((id) => this.status(id)))).map((s) => s.applied as number),
+    );
+    const out = [];
+    for (const id of ids) {
+      const status = await this.statusWhenApplied(id, target);
+      out.push({
+        id,
+        applied: status.applied as number,
+        target,
+        missing: await this.keysNotHeld(id, volume, bucket, expected),
+      });
+    }
+    return out;
+  }
+
   async leader(timeoutMs = 10_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {

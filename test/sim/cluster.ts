@@ -15,6 +15,7 @@ import {
 } from "../../src/raft/index.js";
 import { seededRandom } from "../raft/harness.js";
 import { type CatchUpLimits, CatchUpMonitor, type CatchUpStats, linkKey } from "./catch-up.js";
+import { MinHeap } from "./heap.js";
 import { checkKv, type KvOp } from "./linearizability.js";
 
 /**
@@ -137,50 +138,26 @@ interface InFlightMessage {
   readonly message: Message;
 }
 
-/** A binary min-heap on (at, order): the network's delivery schedule. */
+/** The network's delivery schedule: a min-heap on (at, order). */
 class Schedule {
-  readonly #heap: InFlightMessage[] = [];
+  readonly #heap = new MinHeap<InFlightMessage>(before);
 
   get size(): number {
-    return this.#heap.length;
+    return this.#heap.size;
   }
 
   push(item: InFlightMessage): void {
-    const heap = this.#heap;
-    heap.push(item);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(heap[i]!, heap[parent]!)) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
+    this.#heap.push(item);
   }
 
   popDue(now: number): InFlightMessage | undefined {
-    const heap = this.#heap;
-    if (heap.length === 0 || heap[0]!.at > now) return undefined;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
-        if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
-        if (m === i) break;
-        [heap[i], heap[m]] = [heap[m]!, heap[i]!];
-        i = m;
-      }
-    }
-    return top;
+    const next = this.#heap.peek();
+    if (next === undefined || next.at > now) return undefined;
+    return this.#heap.pop();
   }
 
   clear(): void {
-    this.#heap.length = 0;
+    this.#heap.clear();
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Runtime, Timer } from "../../../src/runtime.js";
+import { MinHeap } from "../heap.js";
 
 interface Event {
   readonly time: number;
@@ -17,7 +18,7 @@ interface Event {
 export class SimRuntime implements Runtime {
   #now = 0;
   #seq = 0;
-  readonly #heap: Event[] = [];
+  readonly #heap = new MinHeap<Event>(before);
   /** Events run so far (a bound on a run's work, and a statistic). */
   events = 0;
   /** Fault points this run may fire, each with its chance; how often each fired. */
@@ -96,8 +97,8 @@ export class SimRuntime implements Runtime {
 
   /** Runs every event due up to `until` (virtual ms), then sets the clock there. */
   async runUntil(until: number, eventsMax = Number.POSITIVE_INFINITY): Promise<void> {
-    while (this.#heap.length > 0 && this.#heap[0]!.time <= until) {
-      const event = this.#pop();
+    while (this.#heap.size > 0 && this.#heap.peek()!.time <= until) {
+      const event = this.#heap.pop()!;
       if (event.cancelled) continue;
       this.#now = event.time;
       this.events++;
@@ -111,37 +112,8 @@ export class SimRuntime implements Runtime {
 
   #push(time: number, fn: () => void): Event {
     const event: Event = { time, seq: this.#seq++, fn, cancelled: false };
-    const heap = this.#heap;
-    heap.push(event);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(heap[i]!, heap[parent]!)) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
+    this.#heap.push(event);
     return event;
-  }
-
-  #pop(): Event {
-    const heap = this.#heap;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
-        if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
-        if (m === i) break;
-        [heap[i], heap[m]] = [heap[m]!, heap[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 
