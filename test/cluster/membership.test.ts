@@ -3,14 +3,7 @@ import { describe, it } from "node:test";
 import { MetaraftClient } from "../../src/client/client.js";
 import { MetaraftError } from "../../src/errors.js";
 import { ProcessCluster } from "../helpers/cluster.js";
-
-async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { waitFor } from "../helpers/wait.js";
 
 type Members = { voters: number[]; learners: number[] };
 

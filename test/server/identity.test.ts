@@ -8,6 +8,7 @@ import { MetaraftNode, type NodeConfig } from "../../src/server/node.js";
 import { LmdbRaftLog } from "../../src/storage/index.js";
 import { freePort } from "../helpers/cluster.js";
 import { InProcessCluster } from "../helpers/nodes.js";
+import { waitFor } from "../helpers/wait.js";
 
 /** The bytes of every LMDB data file under `dir` (lock files record readers, not data). */
 function dataBytes(dir: string): Map<string, Buffer> {
@@ -36,18 +37,6 @@ async function refused(config: NodeConfig, pattern: RegExp): Promise<void> {
     assert.match(error.message, pattern);
     return true;
   });
-}
-
-async function waitFor(
-  what: string,
-  predicate: () => boolean | Promise<boolean>,
-  ms = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe("cluster identity", () => {

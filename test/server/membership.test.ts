@@ -6,18 +6,7 @@ import { MetaraftError } from "../../src/errors.js";
 import { MetaraftNode, type NodeConfig } from "../../src/server/node.js";
 import { freePort } from "../helpers/cluster.js";
 import { InProcessCluster } from "../helpers/nodes.js";
-
-async function waitFor(
-  what: string,
-  predicate: () => boolean | Promise<boolean>,
-  ms = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { waitFor } from "../helpers/wait.js";
 
 type Row = {
   id: number;
