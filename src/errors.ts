@@ -66,6 +66,13 @@ export const errorRegistry = {
   MR_ERR_WRONG_PORT: { message: "the endpoint is not a client port", httpStatus: 400 },
   MR_ERR_UNAVAILABLE: { message: "no node could be reached", httpStatus: 503 },
 
+  MR_ERR_COMPACTED: {
+    message: "the events asked for were pruned from the ledger; details.firstTxid is the first it holds",
+    httpStatus: 410,
+  },
+  MR_ERR_LISTENER_EXISTS: { message: "a listener of that name exists", httpStatus: 409 },
+  MR_ERR_LISTENER_NOT_FOUND: { message: "no listener of that name", httpStatus: 404 },
+
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
   MR_ERR_POOL_QUEUE_FULL: { message: "the worker pool queue is full", httpStatus: 503 },

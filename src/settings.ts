@@ -224,6 +224,32 @@ export const SETTINGS = {
       help: "write-set bytes one batch takes at most",
     },
   },
+  events: {
+    disabled: {
+      type: "boolean",
+      flag: "no-events",
+      default: false,
+      help: "record no events (only to measure what the ledger costs: listeners and watches see nothing)",
+    },
+    max: {
+      type: "integer",
+      flag: "events-max",
+      unit: "entries",
+      min: 1,
+      max: Number.MAX_SAFE_INTEGER,
+      default: 1_000_000,
+      help: "events the ledger keeps at least; older ones go once every enabled listener has checkpointed them",
+    },
+    hardMax: {
+      type: "integer",
+      flag: "events-hard-max",
+      unit: "entries",
+      min: 1,
+      max: Number.MAX_SAFE_INTEGER,
+      default: 10_000_000,
+      help: "events the ledger keeps at most: past it, events go even if a listener has not checkpointed them (it is told what it missed)",
+    },
+  },
   core: {
     mode: {
       type: "enum",

@@ -19,10 +19,12 @@ const LAYERS = [
   // Every operator setting, declared once: the host, the write path and the node take their defaults from it.
   "settings.ts",
   "host",
+  // Below the write path, unlike DESIGN.md's list: requests return events and apply stores them
+  // in the same transaction, so execution needs the ledger's types and codec.
+  "events",
   "execution",
   "namespace",
   "coordination",
-  "events",
   "services",
   "queues",
   // Below the server, unlike DESIGN.md's list: a joining node asks a member through the client,

@@ -342,6 +342,7 @@ export function toNodeConfig(
     secret: settings.secret,
     ...settings.raft,
     execution: { ...settings.execution },
+    events: { ...settings.events },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
     ...(settings.noSync ? { noSync: true } : {}),

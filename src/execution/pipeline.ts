@@ -1,5 +1,6 @@
 import { type CoreSync, encodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
+import { encodeRecord, type LedgerEvent, planPrune, type RetentionLimits } from "../events/index.js";
 import type { RaftHost } from "../host/index.js";
 import { type Runtime, systemRuntime } from "../runtime.js";
 import { type ExecutionMode, SETTINGS } from "../settings.js";
@@ -7,12 +8,13 @@ import { encodeEntry } from "./entry-codec.js";
 import { callKey, lookupReply, REPLY_TTL_MS, replyWrite, SweepSchedule } from "./replies.js";
 import type { ApplyResult } from "./state-machine.js";
 import { Layer, LayeredReader, type StateStore } from "./state-store.js";
-import { type Request, type RequestSpec, toWriteOp, type Write } from "./types.js";
+import { type Request, type RequestSpec, stamp, toWriteOp, type Write } from "./types.js";
 
 export type { ExecutionMode };
 
 /** A refusal's write-set: it changes nothing. */
 const EMPTY_WRITE_SET = encodeWriteSet([]);
+const NO_EVENTS: readonly LedgerEvent[] = Object.freeze([]);
 
 export interface PipelineOptions {
   /** Unless given, the mode, batchers and batchBytesMax default to `SETTINGS.execution`'s. */
@@ -27,6 +29,16 @@ export interface PipelineOptions {
   readonly runtime?: Runtime;
   /** The clock the gatekeeper stamps requests with, if not the runtime's (tests of expiry). */
   readonly clock?: () => number;
+  /** The event ledger's settings; unless given, `SETTINGS.events`'s defaults. */
+  readonly events?: Partial<EventSettings>;
+}
+
+export interface EventSettings {
+  /** No events are recorded (to measure what the ledger costs). */
+  readonly disabled: boolean;
+  /** Retention: `events.max` and `events.hardMax`. */
+  readonly max: number;
+  readonly hardMax: number;
 }
 
 export const PIPELINE_DEFAULTS = {
@@ -44,6 +56,8 @@ interface Executed {
   readonly refusal?: MetaraftError;
   readonly executedAt: number;
   readonly writeSet: Uint8Array;
+  /** Stamped with the txid and time; empty for a refusal. */
+  readonly events: readonly LedgerEvent[];
   readonly reply: Record<string, unknown>;
   readonly resolve: (reply: Record<string, unknown>) => void;
   readonly reject: (error: Error) => void;
@@ -66,6 +80,8 @@ export class WritePipeline {
   readonly #batchers: number;
   readonly #batchBytesMax: number;
   readonly #queueMax: number;
+  readonly #eventsDisabled: boolean;
+  readonly #retention: RetentionLimits;
   readonly #overlay = new Layer();
   readonly #reader: LayeredReader;
   readonly #queue: Executed[] = [];
@@ -111,6 +127,18 @@ export class WritePipeline {
     }
     this.#batchBytesMax = options.batchBytesMax ?? settings.batchBytesMax.default;
     this.#queueMax = options.queueMax ?? PIPELINE_DEFAULTS.queueMax;
+    const events = SETTINGS.events;
+    this.#eventsDisabled = options.events?.disabled ?? events.disabled.default;
+    this.#retention = {
+      eventsMax: options.events?.max ?? events.max.default,
+      eventsHardMax: options.events?.hardMax ?? events.hardMax.default,
+    };
+    if (!(this.#retention.eventsHardMax >= this.#retention.eventsMax)) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        `events.hardMax (${this.#retention.eventsHardMax}) is below events.max (${this.#retention.eventsMax})`,
+      );
+    }
     this.#reader = new LayeredReader([this.#overlay], store);
     host.leadership.subscribe({
       leaderReady: () => {
@@ -219,6 +247,7 @@ export class WritePipeline {
           refusal: error,
           executedAt: this.#runtime.elapsed(),
           writeSet: EMPTY_WRITE_SET,
+          events: NO_EVENTS,
           reply: {},
           resolve,
           reject,
@@ -232,11 +261,13 @@ export class WritePipeline {
       replyWrite(clientId, callId, { txid, expiresAt: time + REPLY_TTL_MS, reply: execution.reply }),
     ];
     for (const write of writes) this.#overlay.set(write.table, write.key, write.value, txid);
+    const events = this.#eventsDisabled ? NO_EVENTS : stamp(execution.events, txid, time);
     return new Promise((resolve, reject) => {
       this.#queue.push({
         txid,
         executedAt: this.#runtime.elapsed(),
         writeSet: encodeWriteSet(writes.map(toWriteOp)),
+        events,
         reply: execution.reply,
         resolve,
         reject,
@@ -251,7 +282,18 @@ export class WritePipeline {
     request: Request,
     time: number,
   ): Promise<Record<string, unknown>> {
-    const data = encodeEntry({ kind: "request", time, clientId, callId, request }, this.#core);
+    const data = encodeEntry(
+      {
+        kind: "request",
+        time,
+        clientId,
+        callId,
+        request,
+        pruneThrough: this.#pruneThrough(),
+        ...(this.#eventsDisabled ? { noEvents: true } : {}),
+      },
+      this.#core,
+    );
     const result = await this.#host.propose(data);
     if (result.kind === "error") throw result.error;
     if (result.kind !== "reply")
@@ -331,12 +373,15 @@ export class WritePipeline {
       for (const write of cleanup) this.#overlay.set(write.table, write.key, null, lastTxid);
       const writeSets = batch.map((b) => b.writeSet);
       if (cleanup.length > 0) writeSets.push(encodeWriteSet(cleanup.map(toWriteOp)));
+      const events = executed.flatMap((b) => b.events);
       const data = encodeEntry(
         {
           kind: "batch",
           time: this.#clock(),
           txids: Float64Array.from(executed, (b) => b.txid),
           writeSet: this.#core.mergeWriteSets(writeSets),
+          ...(events.length > 0 ? { events: encodeRecord(events, this.#core) } : {}),
+          pruneThrough: this.#pruneThrough(),
         },
         this.#core,
       );
@@ -371,6 +416,14 @@ export class WritePipeline {
           this.#cut();
         });
     }
+  }
+
+  /**
+   * The ledger records the next entry prunes, from the applied state: entries in flight may
+   * prune the same records again, which finds them gone, and each prunes a bounded number.
+   */
+  #pruneThrough(): number {
+    return planPrune(this.#store, this.#core, this.#retention);
   }
 
   #batchFailed(batch: Executed[], error: unknown): void {

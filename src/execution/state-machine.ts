@@ -1,12 +1,13 @@
 import { type CoreSync, decodeWriteSet } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
+import { encodeRecord, ledgerWrites, recordHeader } from "../events/index.js";
 import type { StateMachine } from "../host/index.js";
 import type { Entry } from "../raft/index.js";
 import { decodeEntry } from "./entry-codec.js";
 import { confChangeOf, memberWrites } from "./members.js";
 import { lookupReply, REPLY_TTL_MS, replyWrite } from "./replies.js";
 import type { StateStore } from "./state-store.js";
-import { type RequestSpec, toWriteOp } from "./types.js";
+import { type RequestSpec, stamp, toWriteOp } from "./types.js";
 
 /** What applying an entry tells its proposer: nothing for a batch, the reply for a request. */
 export type ApplyResult =
@@ -23,6 +24,11 @@ export type ApplyResult =
 export class NamespaceStateMachine implements StateMachine<ApplyResult> {
   /** Called after a batch is applied, with its last txid (the leader prunes its overlay). */
   onBatchApplied: (lastTxid: number) => void = () => {};
+  /**
+   * Called after an entry's ledger record is applied, with the record (its events) and its
+   * last txid: watches and listeners wake on it. The record is stored already (pending commit).
+   */
+  onEventsApplied: (record: Uint8Array, lastTxid: number) => void = () => {};
 
   constructor(
     readonly store: StateStore,
@@ -68,14 +74,29 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
           `entry ${entry.index}: txid ${txids[0]} after ${store.lastTxid} repeats`,
         );
       }
-      store.apply(decodeWriteSet(payload.writeSet), { index: entry.index, lastTxid: last });
+      const record = payload.events;
+      if (record) {
+        const head = recordHeader(record, this.core, `entry ${entry.index}'s events`);
+        if (!(txids.length > 0 && head.firstTxid >= txids[0]! && head.lastTxid <= last)) {
+          throw new MetaraftError(
+            "MR_ERR_LOG_CORRUPT",
+            `entry ${entry.index}: events of txids ${head.firstTxid}-${head.lastTxid} outside its own`,
+          );
+        }
+      }
+      const ledger = ledgerWrites(store, this.core, record, payload.pruneThrough ?? 0);
+      const writes = decodeWriteSet(payload.writeSet);
+      for (const write of ledger) writes.push(toWriteOp(write));
+      store.apply(writes, { index: entry.index, lastTxid: last });
       this.onBatchApplied(last);
+      if (record) this.onEventsApplied(record, recordHeader(record, this.core).lastTxid);
       return { kind: "batch" };
     }
     // replicated-request: execute here, on every node, against committed state.
     const cached = lookupReply(store, payload.clientId, payload.callId, payload.time);
     if (cached) {
-      store.apply([], { index: entry.index, lastTxid: store.lastTxid });
+      const prune = ledgerWrites(store, this.core, undefined, payload.pruneThrough ?? 0);
+      store.apply(prune.map(toWriteOp), { index: entry.index, lastTxid: store.lastTxid });
       return { kind: "reply", reply: cached.reply };
     }
     const txid = store.lastTxid + 1;
@@ -84,6 +105,8 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
       if (!spec) throw new MetaraftError("MR_ERR_UNKNOWN_OP", payload.request.op);
       const request = spec.validate(payload.request);
       const execution = spec.execute(request, { txid, time: payload.time, reader: store });
+      const events = payload.noEvents ? [] : stamp(execution.events, txid, payload.time);
+      const record = events.length > 0 ? encodeRecord(events, this.core) : undefined;
       const writes = [
         ...execution.writes,
         replyWrite(payload.clientId, payload.callId, {
@@ -91,12 +114,15 @@ export class NamespaceStateMachine implements StateMachine<ApplyResult> {
           expiresAt: payload.time + REPLY_TTL_MS,
           reply: execution.reply,
         }),
+        ...ledgerWrites(store, this.core, record, payload.pruneThrough ?? 0),
       ];
       store.apply(writes.map(toWriteOp), { index: entry.index, lastTxid: txid });
+      if (record) this.onEventsApplied(record, txid);
       return { kind: "reply", reply: { ...execution.reply } };
     } catch (error) {
       if (!(error instanceof MetaraftError)) throw error;
-      store.apply([], { index: entry.index, lastTxid: store.lastTxid });
+      const prune = ledgerWrites(store, this.core, undefined, payload.pruneThrough ?? 0);
+      store.apply(prune.map(toWriteOp), { index: entry.index, lastTxid: store.lastTxid });
       return { kind: "error", error };
     }
   }

@@ -1,4 +1,5 @@
 import type { WriteOp } from "../core/index.js";
+import type { EventDraft, LedgerEvent } from "../events/index.js";
 
 /**
  * The request model of the write path. A handler runs once, on the leader (or, in the
@@ -60,6 +61,11 @@ export interface Write {
 
 export interface Execution {
   readonly writes: readonly Write[];
+  /**
+   * What changed, for the event ledger: the executor stamps them with the request's txid and
+   * time. Followers cannot derive them from merged write-sets, so they travel in the entry.
+   */
+  readonly events?: readonly EventDraft[];
   /** Sent back to the client (MessagePack), and kept in the replay cache. */
   readonly reply: Readonly<Record<string, unknown>>;
 }
@@ -93,4 +99,16 @@ export function toWriteOp(write: Write): WriteOp {
 /** Object ids derive from the txid: `txid * 256 + k` (docs/core-formats.md, section 5). */
 export function objectIdOf(txid: number, k = 0): number {
   return txid * 256 + k;
+}
+
+/** A handler's event drafts as the ledger keeps them: with the request's txid and time. */
+export function stamp(
+  drafts: readonly EventDraft[] | undefined,
+  txid: number,
+  time: number,
+): readonly LedgerEvent[] {
+  if (!drafts || drafts.length === 0) return [];
+  // Whole milliseconds: the ledger delta-encodes times as integers.
+  const ms = Math.floor(time);
+  return drafts.map((draft) => ({ ...draft, txid, time: ms }));
 }

@@ -467,6 +467,7 @@ export const createVolumeSpec = spec<CreateVolumeRequest>({
     };
     return {
       writes: [put("volumes", volumeTableKey(request.volume), encodeVolumeInfo(info))],
+      events: [{ type: "VolumeCreated:Create", volume: request.volume, objectId: info.objectId }],
       reply: { objectId: info.objectId, updateId: info.updateId },
     };
   },
@@ -477,11 +478,15 @@ export const deleteVolumeSpec = spec<DeleteVolumeRequest>({
   kind: "write",
   validate: (raw) => ({ op: "deleteVolume", volume: volumeField(raw) }),
   execute(request, { reader }): Execution {
-    requireVolume(reader, request.volume);
+    const { objectId } = requireVolume(reader, request.volume);
     if (hasAny(reader, "buckets", bucketsPrefixOf(request.volume))) {
       throw new MetaraftError("MR_ERR_VOLUME_NOT_EMPTY", `volume ${request.volume}`);
     }
-    return { writes: [remove("volumes", volumeTableKey(request.volume))], reply: {} };
+    return {
+      writes: [remove("volumes", volumeTableKey(request.volume))],
+      events: [{ type: "VolumeRemoved:Delete", volume: request.volume, objectId }],
+      reply: {},
+    };
   },
 });
 
@@ -536,6 +541,7 @@ export const createBucketSpec = spec<CreateBucketRequest>({
     };
     return {
       writes: [put("buckets", bucketTableKey(volume, bucket), encodeBucketInfo(info))],
+      events: [{ type: "BucketCreated:Create", volume, bucket, objectId: info.objectId }],
       reply: { objectId: info.objectId, updateId: info.updateId },
     };
   },
@@ -550,7 +556,7 @@ export const deleteBucketSpec = spec<DeleteBucketRequest>({
   validate: (raw) => ({ op: "deleteBucket", ...bucketAddress(raw) }),
   execute(request, { reader, time }): Execution {
     const { volume, bucket } = request;
-    requireBucket(reader, volume, bucket);
+    const info = requireBucket(reader, volume, bucket);
     const prefix = keysPrefixOf(volume, bucket);
     if (hasAny(reader, "keys", prefix)) {
       throw new MetaraftError("MR_ERR_BUCKET_NOT_EMPTY", `bucket ${volume}/${bucket} holds keys`);
@@ -569,6 +575,7 @@ export const deleteBucketSpec = spec<DeleteBucketRequest>({
         ...open.map((o) => remove("openKeys", o.key)),
         remove("buckets", bucketTableKey(volume, bucket)),
       ],
+      events: [{ type: "BucketRemoved:Delete", volume, bucket, objectId: info.objectId }],
       reply: {},
     };
   },
@@ -675,6 +682,17 @@ export const commitKeySpec = spec<CommitKeyRequest>({
         remove("openKeys", openTableKey),
         put("keys", keyTableKey(volume, bucket, key), encodeKeyInfo(info)),
       ],
+      events: [
+        {
+          type: "ObjectCreated:Put",
+          volume,
+          bucket,
+          key,
+          objectId: info.objectId,
+          size: info.size,
+          etag: info.etag,
+        },
+      ],
       reply: { objectId: info.objectId, updateId: info.updateId },
     };
   },
@@ -690,8 +708,22 @@ export const deleteKeySpec = spec<DeleteKeyRequest>({
   execute(request, { reader }): Execution {
     const { volume, bucket, key } = request;
     requireBucket(reader, volume, bucket);
-    requireKey(reader, volume, bucket, key);
-    return { writes: [remove("keys", keyTableKey(volume, bucket, key))], reply: {} };
+    const gone = requireKey(reader, volume, bucket, key);
+    return {
+      writes: [remove("keys", keyTableKey(volume, bucket, key))],
+      events: [
+        {
+          type: "ObjectRemoved:Delete",
+          volume,
+          bucket,
+          key,
+          objectId: gone.objectId,
+          size: gone.size,
+          etag: gone.etag,
+        },
+      ],
+      reply: {},
+    };
   },
 });
 
@@ -716,6 +748,18 @@ export const renameKeySpec = spec<RenameKeyRequest>({
       writes: [
         remove("keys", keyTableKey(volume, bucket, key)),
         put("keys", keyTableKey(volume, bucket, toKey), encodeKeyInfo(info)),
+      ],
+      events: [
+        {
+          type: "ObjectRenamed:Rename",
+          volume,
+          bucket,
+          key,
+          toKey,
+          objectId: info.objectId,
+          size: info.size,
+          etag: info.etag,
+        },
       ],
       reply: { objectId: info.objectId, updateId: info.updateId },
     };

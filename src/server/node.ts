@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { type Core, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
+import { readSummary } from "../events/index.js";
 import { checkAddress, encodeMemberContext, type MemberRecord, readMembers } from "../execution/members.js";
 import type { WritePipeline } from "../execution/pipeline.js";
 import type { ApplyResult } from "../execution/state-machine.js";
@@ -38,6 +39,7 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly secret: string;
   readonly execution?: Partial<NodeSettings["execution"]>;
   readonly core?: Partial<NodeSettings["core"]>;
+  readonly events?: Partial<NodeSettings["events"]>;
   readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
   readonly noSync?: NodeSettings["noSync"];
@@ -62,7 +64,7 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core } = SETTINGS;
+  const { raft, execution, core, events } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -74,6 +76,11 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       mode: config.execution?.mode ?? execution.mode.default,
       batchers: config.execution?.batchers ?? execution.batchers.default,
       batchBytesMax: config.execution?.batchBytesMax ?? execution.batchBytesMax.default,
+    },
+    events: {
+      disabled: config.events?.disabled ?? events.disabled.default,
+      max: config.events?.max ?? events.max.default,
+      hardMax: config.events?.hardMax ?? events.hardMax.default,
     },
     core: { mode: config.core?.mode ?? core.mode.default },
     requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
@@ -312,6 +319,7 @@ export class MetaraftNode {
       core: this.core.sync,
       raft: settings.raft,
       execution: settings.execution,
+      events: settings.events,
       onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
       ...(config.clock ? { clock: config.clock } : {}),
@@ -441,6 +449,7 @@ export class MetaraftNode {
       ...this.host.status(),
       eventLoop: this.#eventLoop.read(options.eventLoopReset === true),
       lastTxid: this.store.lastTxid,
+      ledger: readSummary(this.store),
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
       transport: this.#transport

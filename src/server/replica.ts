@@ -1,4 +1,5 @@
 import type { CoreSync } from "../core/index.js";
+import { ledgerSpecs } from "../execution/ledger-requests.js";
 import { WritePipeline } from "../execution/pipeline.js";
 import { type ApplyResult, NamespaceStateMachine } from "../execution/state-machine.js";
 import type { StateStore } from "../execution/state-store.js";
@@ -19,6 +20,8 @@ export interface ReplicaParts {
   readonly core: CoreSync;
   readonly raft: Settings["raft"];
   readonly execution: Settings["execution"];
+  /** The ledger's settings; the defaults unless given. */
+  readonly events?: Partial<Settings["events"]>;
   /** Voters of a new cluster whose storage holds no membership yet (the simulator's MemoryStorage). */
   readonly peers?: readonly NodeId[];
   readonly onConfChange?: (change: ConfChange, members: ConfState) => void;
@@ -39,7 +42,10 @@ export interface Replica {
  * to memory and a virtual network, so what the simulator checks is what the node runs.
  */
 export function assembleReplica(parts: ReplicaParts): Replica {
-  const specs: ReadonlyMap<string, RequestSpec> = namespaceSpecsByOp;
+  const specs: ReadonlyMap<string, RequestSpec> = new Map([
+    ...namespaceSpecsByOp,
+    ...ledgerSpecs(parts.core).map((spec) => [spec.op, spec] as const),
+  ]);
   const stateMachine = new NamespaceStateMachine(parts.store, specs, parts.core);
   const host = new RaftHost<ApplyResult>({
     runtime: parts.runtime,
@@ -58,6 +64,7 @@ export function assembleReplica(parts: ReplicaParts): Replica {
   const pipeline = new WritePipeline(host, parts.store, specs, parts.core, {
     runtime: parts.runtime,
     ...parts.execution,
+    ...(parts.events ? { events: parts.events } : {}),
     ...(parts.clock ? { clock: parts.clock } : {}),
   });
   stateMachine.onBatchApplied = (lastTxid) => pipeline.onBatchApplied(lastTxid);

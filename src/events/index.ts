@@ -1,0 +1,52 @@
+/** The event ledger, the listener plugin API and the shipped sinks: the one entry point of `src/events/`. */
+
+export {
+  EMPTY_SUMMARY,
+  type LedgerReader,
+  type LedgerSummary,
+  type LedgerTable,
+  type LedgerWrite,
+  ledgerWrites,
+  PRUNE_RECORDS_PER_ENTRY,
+  planPrune,
+  READ_BYTES_MAX,
+  type ReadOptions,
+  type RetentionLimits,
+  readLedger,
+  readSummary,
+} from "./ledger.js";
+export type {
+  EventListener,
+  LedgerRead,
+  LedgerView,
+  ListenerContext,
+  ListenerLog,
+  ListenerState,
+  ListenerStatus,
+} from "./listener.js";
+export { decodeRecord, encodeRecord, RECORD_EVENTS_MAX, type RecordHeader, recordHeader } from "./record.js";
+export {
+  checkpointMin,
+  decodeListener,
+  encodeListener,
+  LISTENER_NAME,
+  LISTENER_OPTIONS_BYTES_MAX,
+  LISTENER_PREFIX,
+  LISTENER_RUNNERS,
+  LISTENERS_MAX,
+  type ListenerRecord,
+  type ListenerRunner,
+  listenerKey,
+  listListeners,
+  readListener,
+} from "./registry.js";
+export {
+  EVENT_TYPE_CODES,
+  EVENT_TYPE_OF_CODE,
+  type EventDraft,
+  type EventType,
+  eventPaths,
+  type LedgerEvent,
+  matchesPrefix,
+  txidHex,
+} from "./types.js";
