@@ -176,6 +176,53 @@ export class MetaraftClient {
     return this.#rpc.call("leaderTransfer", { node }, undefined, ADMIN_ATTEMPT_TIMEOUT_MS);
   }
 
+  /** Events after `afterTxid` (the ledger's read; `missed` says what was pruned before it). */
+  readEvents(
+    options: { afterTxid?: number; limit?: number; prefix?: string } & ReadOptions = {},
+  ): Promise<Reply> {
+    const { stale, timeoutMs, ...fields } = options;
+    return this.read("readEvents", fields, {
+      ...(stale ? { stale } : {}),
+      ...(timeoutMs ? { timeoutMs } : {}),
+    });
+  }
+
+  /** Every registered listener, and the ledger's summary. */
+  listeners(options: ReadOptions = {}): Promise<Reply> {
+    return this.read("listeners", {}, options);
+  }
+
+  listenerAdd(listener: {
+    name: string;
+    module: string;
+    options?: Record<string, unknown>;
+    runner?: "node" | "process";
+    enabled?: boolean;
+    from?: "now" | "start" | number;
+  }): Promise<Reply> {
+    return this.write("listenerAdd", listener);
+  }
+
+  listenerUpdate(
+    name: string,
+    change: {
+      enabled?: boolean;
+      options?: Record<string, unknown>;
+      module?: string;
+      runner?: "node" | "process";
+    },
+  ): Promise<Reply> {
+    return this.write("listenerUpdate", { name, ...change });
+  }
+
+  listenerRemove(name: string): Promise<Reply> {
+    return this.write("listenerRemove", { name });
+  }
+
+  listenerCheckpoint(name: string, txid: number): Promise<Reply> {
+    return this.write("listenerCheckpoint", { name, txid });
+  }
+
   close(): void {
     this.#rpc.close();
   }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MetaraftClient } from "../../src/client/client.js";
 import type { ExecutionMode } from "../../src/execution/pipeline.js";
-import { MetaraftNode } from "../../src/server/node.js";
+import { MetaraftNode, type NodeConfig } from "../../src/server/node.js";
 import { freePort } from "./cluster.js";
 
 export interface InProcessOptions {
@@ -13,6 +13,7 @@ export interface InProcessOptions {
   readonly clock?: () => number;
   readonly snapshotEntries?: number;
   readonly snapshotTrailingEntries?: number;
+  readonly events?: NodeConfig["events"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -51,6 +52,7 @@ export class InProcessCluster {
       electionTicks: 10,
       execution: { mode: this.options.mode ?? "leader-execution", batchers: this.options.batchers ?? 6 },
       ...(this.options.clock ? { clock: this.options.clock } : {}),
+      ...(this.options.events ? { events: this.options.events } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}

@@ -439,7 +439,7 @@ class NodeSimulation {
       const down = members.filter((n) => !n.up);
       const up = members.filter((n) => n.up);
       // Crashes only while a majority of the voters stays up: a fault Raft promises to survive.
-      const voters = this.#leader()?.replica!.host.confState.voters ?? [];
+      const voters = this.#leader()?.replica?.host.confState.voters ?? [];
       const tolerated = Math.floor((Math.max(voters.length, 3) - 1) / 2);
       const roll = r();
       if (roll < crashRate && down.length < tolerated && this.#leader() !== undefined) {
