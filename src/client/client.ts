@@ -210,6 +210,7 @@ export class MetaraftClient {
       options?: Record<string, unknown>;
       module?: string;
       runner?: "node" | "process";
+      restart?: boolean;
     },
   ): Promise<Reply> {
     return this.write("listenerUpdate", { name, ...change });
@@ -217,6 +218,21 @@ export class MetaraftClient {
 
   listenerRemove(name: string): Promise<Reply> {
     return this.write("listenerRemove", { name });
+  }
+
+  /** `listeners ls`: every listener with its state, checkpoint, lag and errors, as the leader sees them. */
+  listenerStatus(): Promise<Reply> {
+    return this.#rpc.call("listenerStatus", {});
+  }
+
+  /** The separate runner's statuses and plugin metrics, for its node to show and report. */
+  listenerReport(report: { statuses: unknown[]; metrics: unknown[] }): Promise<Reply> {
+    return this.#rpc.call("listenerReport", report);
+  }
+
+  /** The node's metrics and its plugins', as Prometheus text (the node this client reaches first). */
+  metrics(): Promise<Reply> {
+    return this.#rpc.call("metrics", {});
   }
 
   listenerCheckpoint(name: string, txid: number): Promise<Reply> {

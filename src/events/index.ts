@@ -24,6 +24,7 @@ export type {
   ListenerState,
   ListenerStatus,
 } from "./listener.js";
+export { loadPlugin } from "./plugins.js";
 export { decodeRecord, encodeRecord, RECORD_EVENTS_MAX, type RecordHeader, recordHeader } from "./record.js";
 export {
   checkpointMin,
@@ -34,10 +35,12 @@ export {
   LISTENER_PREFIX,
   LISTENER_RUNNERS,
   LISTENERS_MAX,
+  type ListenerDeclaration,
   type ListenerRecord,
   type ListenerRunner,
   listenerKey,
   listListeners,
+  parseListenerDeclarations,
   readListener,
 } from "./registry.js";
 export {

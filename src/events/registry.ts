@@ -25,6 +25,11 @@ export interface ListenerRecord {
   /** When the checkpoint was taken (ms since the epoch; 0: never). */
   readonly checkpointTime: number;
   readonly createdTxid: number;
+  /**
+   * Bumped by `listeners restart`: a host that runs this listener restarts it when it changes
+   * (replicated, so that it reaches the separate runner as well as the node).
+   */
+  readonly generation: number;
 }
 
 export const LISTENER_PREFIX = "listener/";
@@ -55,6 +60,7 @@ export function decodeListener(bytes: Uint8Array, key: string): ListenerRecord {
     checkpoint: r.checkpoint ?? 0,
     checkpointTime: r.checkpointTime ?? 0,
     createdTxid: r.createdTxid ?? 0,
+    generation: r.generation ?? 0,
   };
 }
 
@@ -77,4 +83,59 @@ export function checkpointMin(reader: LedgerReader): number {
     if (listener.enabled) min = Math.min(min, listener.checkpoint);
   }
   return min;
+}
+
+/** A listener named in a node's config: registered when its node first leads, updated when the config changes it. */
+export interface ListenerDeclaration {
+  readonly name: string;
+  readonly module: string;
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly runner: ListenerRunner;
+  /** Where a newly registered one starts: `start` (every event held) by default, or `now`. */
+  readonly from: "now" | "start";
+}
+
+/** Checks the `listeners:` list of a config file; an error names the entry and what is wrong. */
+export function parseListenerDeclarations(value: unknown, source: string): ListenerDeclaration[] {
+  const bad = (detail: string): MetaraftError =>
+    new MetaraftError("MR_ERR_INVALID_ARGUMENT", `${source}: listeners ${detail}`);
+  if (!Array.isArray(value)) throw bad("must be a list of {name, module, options?, runner?, from?}");
+  if (value.length > LISTENERS_MAX) throw bad(`holds ${value.length} entries; at most ${LISTENERS_MAX}`);
+  const names = new Set<string>();
+  return value.map((entry: unknown, i) => {
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry))
+      throw bad(`[${i}] must be a map`);
+    const e = entry as Record<string, unknown>;
+    for (const key of Object.keys(e)) {
+      if (!["name", "module", "options", "runner", "from"].includes(key))
+        throw bad(`[${i}] has an unknown key "${key}"`);
+    }
+    if (typeof e.name !== "string" || !LISTENER_NAME.test(e.name)) {
+      throw bad(`[${i}].name must match ${LISTENER_NAME} (letters, digits, ., _ and -)`);
+    }
+    if (names.has(e.name)) throw bad(`[${i}]: the name ${e.name} is declared twice`);
+    names.add(e.name);
+    if (typeof e.module !== "string" || e.module.length === 0 || e.module.length > 4096) {
+      throw bad(`[${i}] (${e.name}).module must be a module path, a package or a shipped sink`);
+    }
+    const options = e.options ?? {};
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
+      throw bad(`[${i}] (${e.name}).options must be a map`);
+    }
+    if (pack(options).length > LISTENER_OPTIONS_BYTES_MAX) {
+      throw bad(`[${i}] (${e.name}).options exceed ${LISTENER_OPTIONS_BYTES_MAX} bytes`);
+    }
+    const runner = e.runner ?? "node";
+    if (!LISTENER_RUNNERS.includes(runner as ListenerRunner))
+      throw bad(`[${i}] (${e.name}).runner must be node or process`);
+    const from = e.from ?? "start";
+    if (from !== "now" && from !== "start") throw bad(`[${i}] (${e.name}).from must be now or start`);
+    return {
+      name: e.name,
+      module: e.module,
+      options: options as Record<string, unknown>,
+      runner: runner as ListenerRunner,
+      from,
+    };
+  });
 }

@@ -139,6 +139,7 @@ export const listenerAddSpec: RequestSpec<ListenerAddRequest> = {
       checkpoint,
       checkpointTime: time,
       createdTxid: txid,
+      generation: 0,
     };
     return { writes: [put(record)], reply: { listener: record } };
   },
@@ -151,9 +152,11 @@ interface ListenerUpdateRequest extends Request {
   readonly options?: Record<string, unknown>;
   readonly module?: string;
   readonly runner?: ListenerRunner;
+  /** `listeners restart`: the host that runs it stops and starts it again. */
+  readonly restart?: boolean;
 }
 
-/** `listeners start|stop` (enabled) and changes of options, module or runner. */
+/** `listeners start|stop|restart` (enabled, restart) and changes of options, module or runner. */
 export const listenerUpdateSpec: RequestSpec<ListenerUpdateRequest> = {
   op: "listenerUpdate",
   kind: "write",
@@ -167,6 +170,7 @@ export const listenerUpdateSpec: RequestSpec<ListenerUpdateRequest> = {
       ...(options ? { options } : {}),
       ...(raw.module === undefined ? {} : { module: moduleOf(raw) }),
       ...(runner ? { runner } : {}),
+      ...(raw.restart === undefined ? {} : { restart: field(raw, "restart", isBoolean, "a boolean") }),
     };
   },
   execute(request, { reader }) {
@@ -177,6 +181,7 @@ export const listenerUpdateSpec: RequestSpec<ListenerUpdateRequest> = {
       ...(request.options ? { options: request.options } : {}),
       ...(request.module ? { module: request.module } : {}),
       ...(request.runner ? { runner: request.runner } : {}),
+      ...(request.restart ? { generation: before.generation + 1 } : {}),
     };
     return { writes: [put(record)], reply: { listener: record } };
   },

@@ -1,7 +1,8 @@
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Core, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
-import { readSummary } from "../events/index.js";
+import { type ListenerDeclaration, readSummary } from "../events/index.js";
 import { checkAddress, encodeMemberContext, type MemberRecord, readMembers } from "../execution/members.js";
 import type { WritePipeline } from "../execution/pipeline.js";
 import type { ApplyResult } from "../execution/state-machine.js";
@@ -20,6 +21,7 @@ import {
 import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../transport/index.js";
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import { EventLoopMonitor } from "./event-loop.js";
+import { NodeListeners } from "./node-listeners.js";
 import { assembleReplica } from "./replica.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
@@ -60,7 +62,17 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
    * leader sends it the state and the log.
    */
   readonly join?: string;
+  /** Listener plugins this node registers when it leads (the config file's `listeners:`). */
+  readonly listeners?: readonly ListenerDeclaration[];
+  /** Relative plugin module paths resolve against it; the working directory by default. */
+  readonly baseDir?: string;
 }
+
+/**
+ * Written into the data directory at start: how `metaraft listeners run --data DIR` finds the
+ * node whose data it reads (its client address and cluster id; no secret).
+ */
+export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
@@ -160,6 +172,12 @@ const MEMBER_OPS: Record<
     raw: Record<string, unknown>,
   ) => Promise<Record<string, unknown>> | Record<string, unknown>
 > = {
+  listenerStatus: async (node) => {
+    leaderOnly(node);
+    return { from: node.config.id, ...(await node.listeners.rows()) };
+  },
+  listenerReport: (node, raw) => node.listeners.report(raw),
+  metrics: async (node) => ({ text: await node.listeners.metricsText() }),
   memberList: (node, raw) => {
     if (raw.stale !== true) leaderOnly(node);
     return node.memberList();
@@ -259,6 +277,8 @@ export class MetaraftNode {
    */
   readonly startMembers: ConfState;
   readonly #eventLoop = new EventLoopMonitor(EVENT_LOOP_RESOLUTION_MS);
+  /** The listener plugins this node runs in worker threads while it leads, and what `listeners ls` shows. */
+  readonly listeners: NodeListeners;
 
   private constructor(
     config: NodeConfig,
@@ -326,6 +346,19 @@ export class MetaraftNode {
     });
     this.host = replica.host;
     this.pipeline = replica.pipeline;
+    this.listeners = new NodeListeners({
+      nodeId: config.id,
+      stateDir: stateEnv.path,
+      baseDir: config.baseDir ?? process.cwd(),
+      coreMode: settings.core.mode,
+      store,
+      pipeline: this.pipeline,
+      leadership: this.host.leadership,
+      runtime: this.runtime,
+      declared: config.listeners ?? [],
+      ...(config.logger ? { logger: config.logger } : {}),
+    });
+    replica.stateMachine.onEventsApplied = (_record, lastTxid) => this.listeners.appended(lastTxid);
     this.#rpc = new RpcServer({
       host: self.host,
       port: self.clientPort,
@@ -388,7 +421,9 @@ export class MetaraftNode {
     }
     await node.#transport.start();
     node.host.start();
-    await node.#rpc.listen();
+    const client = await node.#rpc.listen();
+    node.#writeNodeInfo(client);
+    node.listeners.start();
     return node;
   }
 
@@ -532,7 +567,17 @@ export class MetaraftNode {
     return { leader: raft.leader, term: raft.term, from: this.config.id, members: rows };
   }
 
+  #writeNodeInfo(client: { host: string; port: number }): void {
+    const host = client.host === "0.0.0.0" || client.host === "::" ? "127.0.0.1" : client.host;
+    const file = join(this.config.dataDir, NODE_INFO_FILE);
+    const info = { id: this.config.id, clusterId: this.config.clusterId, client: `${host}:${client.port}` };
+    // Renamed into place, so a runner never reads half a file.
+    writeFileSync(`${file}.tmp`, `${JSON.stringify(info)}\n`);
+    renameSync(`${file}.tmp`, file);
+  }
+
   async close(): Promise<void> {
+    await this.listeners.close();
     await this.#rpc.close();
     await this.host.stop();
     await this.#transport.close();

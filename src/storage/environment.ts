@@ -54,6 +54,11 @@ export interface EnvironmentOptions {
    * the state machine's tables, which a restart re-applies from the Raft log.
    */
   readonly overlappingSync?: boolean;
+  /**
+   * Opens an environment another process or thread writes, for reading only (a listener's
+   * worker, the separate runner): nothing is created, and a write fails.
+   */
+  readonly readOnly?: boolean;
   /** `maxDbs`: at least `DB_NAMES.length`; defaults to `ENV_DBS_MAX_DEFAULT`. */
   readonly dbsMax?: number;
 }
@@ -92,6 +97,7 @@ export function openEnvironment(path: string, options: EnvironmentOptions = {}):
       path,
       maxDbs: dbsMax,
       noSync,
+      ...(options.readOnly ? { readOnly: true } : {}),
       // With overlappingSync (lmdb's default on Linux) a commit's promise resolves before the
       // fsync; Raft must not send a message that depends on a write until the write is durable,
       // so it is off unless asked for.

@@ -266,6 +266,7 @@ function encodeListenerRecord(fields: { checkpoint: number; enabled: boolean }):
     runner: "process",
     checkpointTime: 0,
     createdTxid: 1,
+    generation: 0,
     ...fields,
   });
 }

@@ -14,6 +14,7 @@ export interface InProcessOptions {
   readonly snapshotEntries?: number;
   readonly snapshotTrailingEntries?: number;
   readonly events?: NodeConfig["events"];
+  readonly listeners?: NodeConfig["listeners"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -53,6 +54,7 @@ export class InProcessCluster {
       execution: { mode: this.options.mode ?? "leader-execution", batchers: this.options.batchers ?? 6 },
       ...(this.options.clock ? { clock: this.options.clock } : {}),
       ...(this.options.events ? { events: this.options.events } : {}),
+      ...(this.options.listeners ? { listeners: this.options.listeners } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
