@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { parseDocument, stringify } from "yaml";
 import { MetaraftError } from "../errors.js";
+import { type ListenerDeclaration, parseListenerDeclarations } from "../events/index.js";
 import { parseCluster } from "../server/kv-node.js";
 import type { NodeConfig } from "../server/node.js";
 import {
@@ -179,6 +180,8 @@ export type RawSettings = Readonly<Record<string, unknown>>;
 export interface ConfigFile {
   readonly name: string;
   readonly values: RawSettings;
+  /** The `listeners:` list: plugins the node registers when it leads (relative module paths resolved against the file's directory). */
+  readonly listeners?: readonly ListenerDeclaration[];
 }
 
 function invalid(detail: string): MetaraftError {
@@ -208,9 +211,15 @@ export function parseConfigText(source: string, name: string): ConfigFile {
     throw invalid(`${name} must hold a map of settings, not ${show(root)}`);
   }
   const values: Record<string, unknown> = {};
+  let listeners: ListenerDeclaration[] | undefined;
   const walk = (object: Record<string, unknown>, prefix: string): void => {
     for (const [key, value] of Object.entries(object)) {
       const path = prefix + key;
+      // Not a setting: a list of plugins, each a map (DESIGN.md, "The event ledger and plugins").
+      if (path === "listeners") {
+        if (value !== null && value !== undefined) listeners = parseListenerDeclarations(value, name);
+        continue;
+      }
       if (BY_PATH.has(path)) {
         if (value !== null && value !== undefined) values[path] = value;
         continue;
@@ -229,7 +238,7 @@ export function parseConfigText(source: string, name: string): ConfigFile {
     }
   };
   walk(root as Record<string, unknown>, "");
-  return { name, values };
+  return { name, values, ...(listeners ? { listeners } : {}) };
 }
 
 function suggestion(path: string): string {
@@ -248,7 +257,14 @@ export function loadConfigFile(file: string): ConfigFile {
     const code = (error as NodeJS.ErrnoException).code ?? "";
     throw invalid(`cannot read config file ${file}${code ? ` (${code})` : ""}`);
   }
-  return parseConfigText(source, file);
+  const parsed = parseConfigText(source, file);
+  if (!parsed.listeners) return parsed;
+  // A module path in a config file means a path beside the file, wherever the node starts from.
+  const dir = dirname(resolve(file));
+  const listeners = parsed.listeners.map((l) =>
+    l.module.startsWith("./") || l.module.startsWith("../") ? { ...l, module: resolve(dir, l.module) } : l,
+  );
+  return { ...parsed, listeners };
 }
 
 /**

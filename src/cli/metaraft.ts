@@ -141,8 +141,9 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
   start.addHelpText("after", `\n${CONFIG_HELP}`);
   start.action(async (options: Record<string, unknown>) => {
     let settings: ReturnType<typeof resolveSettings>;
+    let file: ReturnType<typeof loadConfigFile> | undefined;
     try {
-      const file = typeof options.config === "string" ? loadConfigFile(options.config) : undefined;
+      file = typeof options.config === "string" ? loadConfigFile(options.config) : undefined;
       settings = resolveSettings({ ...(file ? { file } : {}), flags: flagValues(options) });
     } catch (error) {
       throw error instanceof MetaraftError ? asUsage(error) : error;
@@ -161,6 +162,7 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
       stopWithParent: options.stopWithParent === true,
       forceNewCluster: options.forceNewCluster === true,
       ...(typeof options.join === "string" ? { join: options.join } : {}),
+      ...(file?.listeners ? { listeners: file.listeners } : {}),
     });
   });
 

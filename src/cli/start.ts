@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import { MetaraftError } from "../errors.js";
+import type { ListenerDeclaration } from "../events/index.js";
 import { MetaraftNode } from "../server/node.js";
 import { DEV_SECRET, type Settings, selfOf, toNodeConfig } from "./config.js";
 import { EXIT_ERROR, errorLine } from "./output.js";
@@ -19,7 +20,12 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
  */
 export async function runNode(
   settings: Settings,
-  options: { stopWithParent?: boolean; forceNewCluster?: boolean; join?: string } = {},
+  options: {
+    stopWithParent?: boolean;
+    forceNewCluster?: boolean;
+    join?: string;
+    listeners?: readonly ListenerDeclaration[];
+  } = {},
 ): Promise<void> {
   const logger = pino({ level: settings.log.level, base: { node: settings.id } }, pino.destination(2));
   const self = selfOf(settings);
@@ -36,6 +42,7 @@ export async function runNode(
     ...base,
     ...(options.forceNewCluster ? { forceNewCluster: true } : {}),
     ...(options.join ? { join: options.join } : {}),
+    ...(options.listeners ? { listeners: options.listeners } : {}),
   };
   if (settings.secret === DEV_SECRET && settings.cluster.some((m) => !LOOPBACK.test(m.host))) {
     logger.warn({}, "the cluster listens beyond loopback with the dev secret: set secret in the config");

@@ -14,6 +14,7 @@ import {
   showEndpoint,
   unavailable,
 } from "./endpoints.js";
+import { addListenerVerbs } from "./listener-verbs.js";
 import { body, cell, fields, json, table, time } from "./output.js";
 
 /**
@@ -31,7 +32,7 @@ interface ClientFlags {
   readonly output?: string;
 }
 
-interface Session {
+export interface Session {
   readonly client: MetaraftClient;
   readonly endpoints: readonly Endpoint[];
   readonly clusterId: string;
@@ -41,9 +42,9 @@ interface Session {
   call<T>(fn: (client: MetaraftClient) => Promise<T>): Promise<T>;
 }
 
-type Reply = Record<string, unknown>;
+export type Reply = Record<string, unknown>;
 
-function out(text: string): void {
+export function out(text: string): void {
   if (text.length > 0) process.stdout.write(`${text}\n`);
 }
 
@@ -68,7 +69,7 @@ function metaArg(value: string, previous: Record<string, string> | undefined): R
   return { ...previous, [name]: value.slice(at + 1) };
 }
 
-function clientOptions(command: Command): Command {
+export function clientOptions(command: Command): Command {
   return command
     .option(
       "--endpoints <list>",
@@ -101,7 +102,7 @@ function listOptions(command: Command, what: string): Command {
 }
 
 /** Wraps an action: a session from the connection flags, closed whatever happens. */
-function action(
+export function action(
   run: (session: Session, args: string[], flags: Record<string, unknown>) => Promise<void>,
 ): (...args: unknown[]) => Promise<void> {
   return async (...args: unknown[]) => {
@@ -180,7 +181,7 @@ function printList(
   }
 }
 
-function printReply(session: Session, reply: Reply, human: string): void {
+export function printReply(session: Session, reply: Reply, human: string): void {
   out(session.json ? json(body(reply)) : human);
 }
 
@@ -194,6 +195,7 @@ function recordOf(reply: Reply, field: string): Reply {
 
 export function addVerbs(program: Command): void {
   addMemberVerbs(program);
+  addListenerVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(

@@ -226,7 +226,7 @@ export class MetaraftClient {
   }
 
   /** The separate runner's statuses and plugin metrics, for its node to show and report. */
-  listenerReport(report: { statuses: unknown[]; metrics: unknown[] }): Promise<Reply> {
+  listenerReport(report: { node: number; statuses: unknown[]; metrics: unknown[] }): Promise<Reply> {
     return this.#rpc.call("listenerReport", report);
   }
 

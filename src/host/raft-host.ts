@@ -248,6 +248,8 @@ export class RaftHost<Result> {
       role: raft.role,
       term: raft.term,
       leader: raft.leader,
+      // Leader-only work (listeners in the separate runner) starts only once this is true.
+      ready: this.leadership.ready,
       commit: raft.log.committed,
       applied: this.#applied,
       firstIndex: raft.log.firstIndex(),

@@ -95,6 +95,8 @@ export class ListenerHost {
   readonly #link: ListenerHostLink;
   readonly #options: Required<Omit<ListenerHostOptions, "logger">> & { logger?: TransportLogger };
   readonly #slots = new Map<string, Slot>();
+  /** Slots being stopped: still shown (`stopping`) until their thread has ended. */
+  readonly #retiring = new Set<Slot>();
   #leading: { term: number } | undefined;
   #unsubscribe: (() => void) | undefined;
   #reconcile: Timer | undefined;
@@ -183,7 +185,7 @@ export class ListenerHost {
 
   async statuses(): Promise<HostedStatus[]> {
     return Promise.all(
-      [...this.#slots.values()].map(async (slot) => ({
+      [...this.#slots.values(), ...this.#retiring].map(async (slot) => ({
         name: slot.record.name,
         runner: this.#options.runner,
         host: slot.state,
@@ -284,10 +286,10 @@ export class ListenerHost {
       case "log": {
         const fields = { listener: slot.record.name, ...message.fields };
         const log = this.#options.logger;
-        if (message.level === "error") {
+        if (message.severity === "error") {
           slot.lastError = message.message;
           log?.error(fields, message.message);
-        } else if (message.level === "warn") log?.warn(fields, message.message);
+        } else if (message.severity === "warn") log?.warn(fields, message.message);
         else log?.info(fields, message.message);
         return;
       }
@@ -367,6 +369,7 @@ export class ListenerHost {
     const worker = slot.worker;
     if (!worker) return;
     slot.state = "stopping";
+    this.#retiring.add(slot);
     await new Promise<void>((resolve) => {
       const timer = this.#options.runtime.after(this.#options.stopTimeoutMs, () => resolve());
       worker.on("message", (message: WorkerToHost) => {
@@ -382,6 +385,7 @@ export class ListenerHost {
       this.#post(worker, { kind: "stop" });
     });
     await worker.terminate();
+    this.#retiring.delete(slot);
   }
 
   #query(slot: Slot, kind: "status" | "metrics"): Promise<unknown> {

@@ -38,7 +38,7 @@ export type WorkerToHost =
   | { readonly kind: "call"; readonly id: number; readonly method: "checkpoint"; readonly txid: number }
   | {
       readonly kind: "log";
-      readonly level: "info" | "warn" | "error";
+      readonly severity: "info" | "warn" | "error";
       readonly message: string;
       readonly fields?: Record<string, unknown>;
     }

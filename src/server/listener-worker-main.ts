@@ -104,9 +104,12 @@ const context: ListenerContext = {
   runtime: systemRuntime,
   metrics: new Registry(),
   log: {
-    info: (message, fields) => send({ kind: "log", level: "info", message, ...(fields ? { fields } : {}) }),
-    warn: (message, fields) => send({ kind: "log", level: "warn", message, ...(fields ? { fields } : {}) }),
-    error: (message, fields) => send({ kind: "log", level: "error", message, ...(fields ? { fields } : {}) }),
+    info: (message, fields) =>
+      send({ kind: "log", severity: "info", message, ...(fields ? { fields } : {}) }),
+    warn: (message, fields) =>
+      send({ kind: "log", severity: "warn", message, ...(fields ? { fields } : {}) }),
+    error: (message, fields) =>
+      send({ kind: "log", severity: "error", message, ...(fields ? { fields } : {}) }),
   },
 };
 context.metrics.setDefaultLabels({ listener: spec.name });

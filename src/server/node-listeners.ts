@@ -107,6 +107,12 @@ export class NodeListeners {
 
   /** The separate runner's statuses and metrics (`listenerReport`, off the log: it is local news). */
   report(raw: Record<string, unknown>): Record<string, unknown> {
+    if (raw.node !== this.#parts.nodeId) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        `this report is for node ${String(raw.node)}, and this is node ${this.#parts.nodeId}`,
+      );
+    }
     const statuses = raw.statuses;
     const metrics = raw.metrics ?? [];
     if (!Array.isArray(statuses) || statuses.length > REPORT_STATUSES_MAX) {

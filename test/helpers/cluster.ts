@@ -45,6 +45,8 @@ export interface ClusterOptions {
   readonly batchers?: number;
   /** `metaraft` nodes only: no fsync (benchmarks of CPU cost, never of durability). */
   readonly noSync?: boolean;
+  /** `metaraft` nodes only: more flags for `metaraft start` (a `--config` file, say). */
+  readonly extraArgs?: readonly string[];
 }
 
 interface Member {
@@ -125,6 +127,7 @@ export class ProcessCluster {
             `--batchers=${o.batchers ?? 6}`,
             "--log-level=warn",
             ...(o.noSync ? ["--no-sync"] : []),
+            ...(o.extraArgs ?? []),
             ...(o.snapshotTrailingEntries === undefined
               ? []
               : [`--snapshot-trailing-entries=${o.snapshotTrailingEntries}`]),
