@@ -259,6 +259,5 @@ export class NodeListeners {
     gauge("metaraft_ledger_events", "events the ledger holds", (s) => s.count);
     gauge("metaraft_ledger_events_written", "events written to the ledger", (s) => s.written);
     gauge("metaraft_ledger_events_pruned", "events pruned from the ledger", (s) => s.pruned);
-    this.#registry.setDefaultLabels({ node: String(this.#parts.nodeId) });
   }
 }

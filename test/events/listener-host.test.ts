@@ -62,6 +62,19 @@ describe("listener plugins in the node's worker threads", () => {
     assert.equal(r.restarts, 0);
   });
 
+  it("reports the ledger's metrics and the plugins' with the node's", async () => {
+    const leader = await cluster.leader();
+    const ledger = (await cluster.client().status()).ledger as { lastTxid: number; written: number };
+    const text = await leader.listeners.metricsText();
+    const value = (name: string): number =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text)?.[1]);
+    assert.ok(value("metaraft_ledger_last_txid") >= ledger.lastTxid - 1, text);
+    assert.ok(value("metaraft_ledger_events_written") > 0, text);
+    assert.match(text, /^collect_events_total\{listener="declared"\} \d+$/m);
+    // Through the client port too (`metaraft metrics`).
+    assert.match(String((await cluster.client().metrics()).text), /metaraft_ledger_first_txid/);
+  });
+
   it("follows the registry: add, stop, start, restart and remove take effect with no node restart", async () => {
     const client = cluster.client();
     const file = `${declaredFile}.added`;
