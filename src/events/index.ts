@@ -1,6 +1,15 @@
 /** The event ledger, the listener plugin API and the shipped sinks: the one entry point of `src/events/`. */
 
 export {
+  formatRecords,
+  RECORD_FORMATS,
+  type RecordFormat,
+  type S3EventRecord,
+  type S3Notification,
+  s3EncodeKey,
+  s3Record,
+} from "./format.js";
+export {
   EMPTY_SUMMARY,
   type LedgerReader,
   type LedgerSummary,
@@ -24,6 +33,18 @@ export type {
   ListenerState,
   ListenerStatus,
 } from "./listener.js";
+export {
+  type EnumOption,
+  type IntegerOption,
+  type OptionSpec,
+  type OptionTable,
+  type OptionValues,
+  optionError,
+  parseOptions,
+  type RawOptions,
+  type StringMapOption,
+  type StringOption,
+} from "./options.js";
 export { decodeRecord, encodeRecord, RECORD_EVENTS_MAX, type RecordHeader, recordHeader } from "./record.js";
 export {
   checkpointMin,
