@@ -24,6 +24,12 @@ export {
   readLedger,
   readSummary,
 } from "./ledger.js";
+export {
+  LEDGER_LISTENER_OPTIONS,
+  LedgerListener,
+  type LedgerListenerOptions,
+  LISTENER_METRICS,
+} from "./ledger-listener.js";
 export type {
   EventListener,
   LedgerRead,
