@@ -67,6 +67,8 @@ export {
   listListeners,
   readListener,
 } from "./registry.js";
+export { NDJSON_OPTIONS, type NdjsonOptions, NdjsonSink } from "./sinks/ndjson.js";
+export { WEBHOOK_OPTIONS, type WebhookOptions, WebhookSink } from "./sinks/webhook.js";
 export {
   EVENT_TYPE_CODES,
   EVENT_TYPE_OF_CODE,
