@@ -51,6 +51,14 @@ export {
   type StringMapOption,
   type StringOption,
 } from "./options.js";
+export {
+  BUILTIN_PLUGINS,
+  type BuiltinPlugin,
+  contractProblems,
+  loadPlugin,
+  type PluginDeclaration,
+  type PluginEnvironment,
+} from "./plugins.js";
 export { decodeRecord, encodeRecord, RECORD_EVENTS_MAX, type RecordHeader, recordHeader } from "./record.js";
 export {
   checkpointMin,
