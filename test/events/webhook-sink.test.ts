@@ -176,6 +176,30 @@ describe("the webhook sink", () => {
     }
   });
 
+  it("stop aborts a request in flight: the connection is closed and it is no error", async () => {
+    const held: ServerResponse[] = [];
+    const server = await receiver((_r, res) => held.push(res));
+    try {
+      const { ctx, sink } = await running(
+        { url: server.url, timeout_ms: 600_000, stop_timeout_ms: 50 },
+        events(1, 1),
+      );
+      await waitFor("the request arrived", () => held.length === 1);
+      await sink.stop();
+      // Had the sink not passed the signal on, stop would have given up after stop_timeout_ms
+      // with the request still open.
+      await waitFor("the request's connection closed", () => server.inflight() === 0, 2000);
+      assert.equal(sink.status().errors, 0);
+      assert.equal(sink.status().delivered, 0);
+      assert.ok(
+        !ctx.logs.some((l) => /stop_timeout_ms/.test(l.message)),
+        "stop did not have to give up waiting",
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
   it("an unreachable receiver is a delivery failure, retried", async () => {
     const server = await receiver((_r, res) => ok(res));
     const url = server.url;

@@ -125,15 +125,25 @@ export class WebhookSink extends LedgerListener {
     const url = this.#url!;
     const where = `${url.origin}${url.pathname}`;
     const listener = this.context.name;
-    const timeout = new AbortController();
-    // The runtime's timer rather than AbortSignal.timeout: every clock goes through the runtime.
-    const timer: Timer = this.context.runtime.after(sink.timeout_ms, () => timeout.abort());
+    // One controller for both the delivery's signal and the timeout, on the runtime's timer
+    // rather than AbortSignal.timeout (every clock goes through the runtime), and a listener
+    // removed after each request rather than AbortSignal.any (whose dependents pile up on the
+    // delivery's signal, one per request, on some Node versions).
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer: Timer = this.context.runtime.after(sink.timeout_ms, () => {
+      timedOut = true;
+      controller.abort();
+    });
+    const onAbort = () => controller.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
+      signal.throwIfAborted();
       const response = await fetch(url, {
         method: "POST",
         headers: { "content-type": "application/json", ...sink.headers },
         body: JSON.stringify(formatRecords(events, sink.format)),
-        signal: AbortSignal.any([signal, timeout.signal]),
+        signal: controller.signal,
       });
       // The body is not wanted; cancelling it frees the connection.
       await response.body?.cancel().catch(() => undefined);
@@ -147,7 +157,7 @@ export class WebhookSink extends LedgerListener {
     } catch (error) {
       if (error instanceof MetaraftError) throw error;
       if (signal.aborted) throw signal.reason;
-      if (timeout.signal.aborted) {
+      if (timedOut) {
         throw new MetaraftError(
           "MR_ERR_LISTENER_DELIVERY_FAILED",
           `listener ${listener}: POST ${where} timed out after ${sink.timeout_ms} ms`,
@@ -162,6 +172,7 @@ export class WebhookSink extends LedgerListener {
       );
     } finally {
       timer.cancel();
+      signal.removeEventListener("abort", onAbort);
     }
   }
 }
