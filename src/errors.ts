@@ -72,6 +72,15 @@ export const errorRegistry = {
   },
   MR_ERR_LISTENER_EXISTS: { message: "a listener of that name exists", httpStatus: 409 },
   MR_ERR_LISTENER_NOT_FOUND: { message: "no listener of that name", httpStatus: 404 },
+  MR_ERR_LISTENER_DELIVERY_FAILED: {
+    message: "a listener could not deliver events; it retries",
+    httpStatus: 502,
+  },
+  MR_ERR_PLUGIN_INVALID: {
+    message: "the listener plugin does not meet the plugin contract",
+    httpStatus: 400,
+  },
+  MR_ERR_PLUGIN_LOAD_FAILED: { message: "the listener plugin module could not be loaded", httpStatus: 500 },
 
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },

@@ -1,6 +1,15 @@
 /** The event ledger, the listener plugin API and the shipped sinks: the one entry point of `src/events/`. */
 
 export {
+  formatRecords,
+  RECORD_FORMATS,
+  type RecordFormat,
+  type S3EventRecord,
+  type S3Notification,
+  s3EncodeKey,
+  s3Record,
+} from "./format.js";
+export {
   EMPTY_SUMMARY,
   type LedgerReader,
   type LedgerSummary,
@@ -15,6 +24,12 @@ export {
   readLedger,
   readSummary,
 } from "./ledger.js";
+export {
+  LEDGER_LISTENER_OPTIONS,
+  LedgerListener,
+  type LedgerListenerOptions,
+  LISTENER_METRICS,
+} from "./ledger-listener.js";
 export type {
   EventListener,
   LedgerRead,
@@ -24,7 +39,26 @@ export type {
   ListenerState,
   ListenerStatus,
 } from "./listener.js";
-export { loadPlugin } from "./plugins.js";
+export {
+  type EnumOption,
+  type IntegerOption,
+  type OptionSpec,
+  type OptionTable,
+  type OptionValues,
+  optionError,
+  parseOptions,
+  type RawOptions,
+  type StringMapOption,
+  type StringOption,
+} from "./options.js";
+export {
+  BUILTIN_PLUGINS,
+  type BuiltinPlugin,
+  contractProblems,
+  loadPlugin,
+  type PluginDeclaration,
+  type PluginEnvironment,
+} from "./plugins.js";
 export { decodeRecord, encodeRecord, RECORD_EVENTS_MAX, type RecordHeader, recordHeader } from "./record.js";
 export {
   checkpointMin,
@@ -43,6 +77,8 @@ export {
   parseListenerDeclarations,
   readListener,
 } from "./registry.js";
+export { NDJSON_OPTIONS, type NdjsonOptions, NdjsonSink } from "./sinks/ndjson.js";
+export { WEBHOOK_OPTIONS, type WebhookOptions, WebhookSink } from "./sinks/webhook.js";
 export {
   EVENT_TYPE_CODES,
   EVENT_TYPE_OF_CODE,
