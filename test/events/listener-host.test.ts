@@ -8,6 +8,7 @@ import { InProcessCluster } from "../helpers/nodes.js";
 import { waitFor } from "../helpers/wait.js";
 
 const COLLECT = fileURLToPath(new URL("../fixtures/collect-listener.js", import.meta.url));
+const MISBEHAVING = fileURLToPath(new URL("../fixtures/misbehaving-listener.js", import.meta.url));
 
 const lines = (file: string): string[] =>
   existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
@@ -136,6 +137,49 @@ describe("listener plugins in the node's worker threads", () => {
     await client.listenerRemove("crashing");
     await client.listenerRemove("spinning");
     await waitFor("both are gone", async () => (await rows()).length === 1);
+  });
+
+  it("a plugin that throws on every call and one that hangs do not hurt writes or the other listeners", async () => {
+    const client = cluster.client();
+    const added = await client.listenerAdd({
+      name: "throwing",
+      module: MISBEHAVING,
+      options: { mode: "throw" },
+    });
+    await client.listenerAdd({
+      name: "hanging",
+      module: MISBEHAVING,
+      options: { mode: "hang", stop_timeout_ms: 200 },
+    });
+    await waitFor("both run", async () => {
+      const r = await rows();
+      return ["throwing", "hanging"].every((n) => r.some((x) => x.name === n && x.state !== "starting"));
+    });
+    // Every write of a concurrent load is acknowledged while they misbehave.
+    const results = await Promise.allSettled(
+      Array.from({ length: 200 }, (_, i) => client.putKey("lsn", "bkt", `load-${i}`, { size: i, etag: "e" })),
+    );
+    assert.deepEqual(
+      results.filter((r) => r.status === "rejected"),
+      [],
+    );
+    await waitFor("the healthy listener delivered the whole load", () =>
+      lines(declaredFile).some((l) => l.includes("load-199")),
+    );
+    await waitFor("the throwing one is retrying, with its errors counted", async () => {
+      const r = await row("throwing");
+      return r?.state === "retrying" && r.errors >= 2 && /misbehaving on purpose/.test(r.lastError ?? "");
+    });
+    const hanging = (await row("hanging"))!;
+    assert.ok(hanging.lagTxids > 0, "the hanging one delivered nothing");
+    // Nothing it failed to deliver was checkpointed.
+    assert.equal((await row("throwing"))!.checkpoint, (added.listener as { checkpoint: number }).checkpoint);
+    await client.listenerRemove("throwing");
+    await client.listenerRemove("hanging");
+    const leader = await cluster.leader();
+    await waitFor("their threads stopped (the hanging one past its stop timeout)", async () =>
+      (await leader.listeners.host.statuses()).every((s) => s.name === "declared"),
+    );
   });
 
   it("a new leader runs the listeners from the replicated checkpoint", async () => {
