@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { LISTENER_RUNNERS } from "../events/index.js";
@@ -83,7 +84,7 @@ export function addListenerVerbs(program: Command): void {
       const reply = await session.call((c) =>
         c.listenerAdd({
           name: name!,
-          module: flags.module as string,
+          module: moduleArg(flags.module as string),
           options: flags.options as Record<string, unknown>,
           runner: flags.runner as "node" | "process",
           from: flags.from as "now" | "start" | number,
@@ -166,6 +167,11 @@ export function addListenerVerbs(program: Command): void {
       out(session.json ? json(body(reply)) : String(reply.text).trimEnd());
     }),
   );
+}
+
+/** A relative path means one from where the operator runs the command, not the node's directory. */
+function moduleArg(module: string): string {
+  return module.startsWith("./") || module.startsWith("../") ? resolve(module) : module;
 }
 
 function jsonObject(value: string): Record<string, unknown> {

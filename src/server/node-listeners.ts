@@ -3,7 +3,9 @@ import { AggregatorRegistry, Gauge, Registry } from "prom-client";
 import type { CoreMode } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import {
+  BUILTIN_PLUGINS,
   type LedgerSummary,
+  type ListenerContext,
   type ListenerDeclaration,
   type ListenerRecord,
   listListeners,
@@ -189,6 +191,39 @@ export class NodeListeners {
       );
     }
     return Registry.merge(registries).metrics();
+  }
+
+  /**
+   * Refuses a `listenerAdd` or `listenerUpdate` whose shipped sink would refuse its options, at
+   * once and with the option named, rather than in its thread after the change committed. A
+   * plugin of the operator's own checks its options when it starts (`listeners ls` shows it).
+   */
+  async precheck(raw: Record<string, unknown>): Promise<void> {
+    if (typeof raw.name !== "string") return;
+    const current = readListener(this.#parts.store, raw.name);
+    // An add of a name that exists is the write path's to refuse (MR_ERR_LISTENER_EXISTS).
+    if (raw.op === "listenerAdd" && current) return;
+    const module = typeof raw.module === "string" ? raw.module : current?.module;
+    const options = raw.options ?? (raw.op === "listenerUpdate" ? current?.options : undefined) ?? {};
+    if (module === undefined || !Object.hasOwn(BUILTIN_PLUGINS, module)) return;
+    const sink = BUILTIN_PLUGINS[module as keyof typeof BUILTIN_PLUGINS]({
+      name: raw.name,
+      baseDir: this.#parts.baseDir,
+    });
+    const inert: ListenerContext = {
+      name: raw.name,
+      ledger: {
+        read: async () => ({ events: [], firstTxid: 0, lastTxid: 0 }),
+        onAppended: () => () => {},
+      },
+      leadership: { subscribe: () => () => {} },
+      readCheckpoint: async () => 0,
+      checkpoint: async () => {},
+      runtime: this.#parts.runtime,
+      metrics: new Registry(),
+      log: { info: () => {}, warn: () => {}, error: () => {} },
+    };
+    await sink.init(inert, options as Record<string, unknown>);
   }
 
   async close(): Promise<void> {

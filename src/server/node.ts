@@ -475,6 +475,7 @@ export class MetaraftNode {
     if (!Number.isSafeInteger(callId) || (callId as number) < 0) {
       throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a write needs a callId (a non-negative integer)");
     }
+    if (raw.op === "listenerAdd" || raw.op === "listenerUpdate") await this.listeners.precheck(raw);
     return this.pipeline.submit(clientId, callId as number, raw as Request);
   }
 

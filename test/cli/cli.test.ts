@@ -276,14 +276,30 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
       1,
       "MR_ERR_LISTENER_EXISTS",
     );
-    // Options are the plugin's to check, in its thread: a bad one shows in ls, named.
-    ok(await verb("listeners", "add", "bad", "--module", "ndjson", "--options", "{}"), "add bad");
+    // A shipped sink's options are checked before the change commits, naming the option.
+    failsInOneLine(
+      await verb("listeners", "add", "bad", "--module", "ndjson", "--options", "{}"),
+      1,
+      "MR_ERR_INVALID_ARGUMENT",
+      "path",
+    );
+    failsInOneLine(
+      await verb("listeners", "add", "bad", "--module", "webhook", "--options", '{"url":"ftp://x"}'),
+      1,
+      "url",
+    );
+    // A plugin of one's own checks its options in its thread: a bad one shows in ls, named.
+    const fixture = fileURLToPath(new URL("../fixtures/misbehaving-listener.js", import.meta.url));
+    ok(
+      await verb("listeners", "add", "bad", "--module", fixture, "--options", '{"mode":"sideways"}'),
+      "add bad",
+    );
     await waitFor("the bad one failed, saying why", async () => {
       const listed = JSON.parse(ok(await verb("listeners", "ls", "--json"), "ls")) as {
         listeners: Record<string, unknown>[];
       };
       const bad = listed.listeners.find((l) => l.name === "bad")!;
-      return (bad.restarts as number) >= 1 && /path/.test(String(bad.lastError));
+      return (bad.restarts as number) >= 1 && /mode/.test(String(bad.lastError));
     });
     ok(await verb("listeners", "rm", "audit"), "rm");
     ok(await verb("listeners", "rm", "bad"), "rm bad");
