@@ -72,6 +72,10 @@ export const errorRegistry = {
   },
   MR_ERR_LISTENER_EXISTS: { message: "a listener of that name exists", httpStatus: 409 },
   MR_ERR_LISTENER_NOT_FOUND: { message: "no listener of that name", httpStatus: 404 },
+  MR_ERR_SERVICE_NOT_FOUND: {
+    message: "no service of that name (or it has no configuration)",
+    httpStatus: 404,
+  },
   MR_ERR_LISTENER_DELIVERY_FAILED: {
     message: "a listener could not deliver events; it retries",
     httpStatus: 502,

@@ -235,6 +235,24 @@ export class MetaraftClient {
     return this.#rpc.call("metrics", {});
   }
 
+  /** `service ls`: each service's state on the leader, the node it runs on, its configuration and progress. */
+  serviceList(options: ReadOptions = {}): Promise<Reply> {
+    return this.#rpc.call("serviceList", { stale: options.stale === true }, options.timeoutMs);
+  }
+
+  serviceGet(name: string, options: ReadOptions = {}): Promise<Reply> {
+    return this.read("serviceConfigGet", { name }, options);
+  }
+
+  /** Sets a service's configuration (checked by the service), or `shouldRun` (`service start|stop`). */
+  serviceSet(name: string, change: { config?: unknown; shouldRun?: boolean }): Promise<Reply> {
+    return this.write("serviceConfigSet", { name, ...change });
+  }
+
+  serviceDelete(name: string): Promise<Reply> {
+    return this.write("serviceConfigDelete", { name });
+  }
+
   listenerCheckpoint(name: string, txid: number): Promise<Reply> {
     return this.write("listenerCheckpoint", { name, txid });
   }

@@ -18,6 +18,12 @@ export const EVENT_TYPE_CODES = {
   "ObjectCreated:Put": 5,
   "ObjectRemoved:Delete": 6,
   "ObjectRenamed:Rename": 7,
+  /** A service's configuration or `shouldRun` was set (`key` is `_service/NAME`). */
+  "ServiceConfig:Set": 8,
+  /** A service's configuration was deleted (`key` is `_service/NAME`). */
+  "ServiceConfig:Delete": 9,
+  /** The lifecycle service expired a key (S3's lifecycle expiration delete). */
+  "LifecycleExpiration:Delete": 10,
 } as const;
 
 export type EventType = keyof typeof EVENT_TYPE_CODES;
@@ -54,7 +60,8 @@ export interface LedgerEvent extends EventDraft {
 export function eventPaths(event: EventDraft): string[] {
   const base = [event.volume, event.bucket].filter((part) => part !== undefined).join("/");
   if (event.key === undefined) return [base];
-  const paths = [`${base}/${event.key}`];
+  // An event of no volume (a service's) is matched by its key alone: `_service/lifecycle`.
+  const paths = [base === "" ? event.key : `${base}/${event.key}`];
   if (event.toKey !== undefined) paths.push(`${base}/${event.toKey}`);
   return paths;
 }

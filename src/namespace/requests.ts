@@ -727,6 +727,51 @@ export const deleteKeySpec = spec<DeleteKeyRequest>({
   },
 });
 
+interface ExpireKeyRequest extends Request {
+  readonly op: "expireKey";
+  readonly volume: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly objectId: number;
+}
+
+/**
+ * The lifecycle service's delete: removes the key only if it still holds the object it was
+ * found expired with. A key overwritten (or renamed over) after it was enqueued has another
+ * object id and is spared; so is one already gone. Either way the call succeeds, saying which.
+ */
+export const expireKeySpec = spec<ExpireKeyRequest>({
+  op: "expireKey",
+  kind: "write",
+  validate: (raw) => ({
+    op: "expireKey",
+    ...keyAddress(raw),
+    objectId: checkCount(raw.objectId, "objectId"),
+  }),
+  execute(request, { reader }): Execution {
+    const { volume, bucket, key, objectId } = request;
+    const current = readKey(reader, volume, bucket, key);
+    if (current === undefined || current.objectId !== objectId) {
+      return { writes: [], reply: { expired: false, ...(current ? { objectId: current.objectId } : {}) } };
+    }
+    return {
+      writes: [remove("keys", keyTableKey(volume, bucket, key))],
+      events: [
+        {
+          type: "LifecycleExpiration:Delete",
+          volume,
+          bucket,
+          key,
+          objectId,
+          size: current.size,
+          etag: current.etag,
+        },
+      ],
+      reply: { expired: true },
+    };
+  },
+});
+
 export const renameKeySpec = spec<RenameKeyRequest>({
   op: "renameKey",
   kind: "write",
@@ -813,6 +858,7 @@ export const namespaceSpecs: readonly RequestSpec[] = Object.freeze([
   openKeySpec,
   commitKeySpec,
   deleteKeySpec,
+  expireKeySpec,
   renameKeySpec,
   infoVolumeSpec,
   listVolumesSpec,

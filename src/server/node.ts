@@ -22,6 +22,7 @@ import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../tr
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import { EventLoopMonitor } from "./event-loop.js";
 import { NodeListeners } from "./node-listeners.js";
+import { NodeServices } from "./node-services.js";
 import { assembleReplica } from "./replica.js";
 import { type RpcRequest, RpcServer } from "./rpc-server.js";
 
@@ -64,6 +65,12 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly join?: string;
   /** Listener plugins this node registers when it leads (the config file's `listeners:`). */
   readonly listeners?: readonly ListenerDeclaration[];
+  /** The lifecycle service's pace (tests make it quick). */
+  readonly lifecycle?: {
+    readonly tickMs?: number;
+    readonly pageKeys?: number;
+    readonly passIntervalMs?: number;
+  };
   /** Relative plugin module paths resolve against it; the working directory by default. */
   readonly baseDir?: string;
 }
@@ -177,6 +184,10 @@ const MEMBER_OPS: Record<
     return { from: node.config.id, ...(await node.listeners.rows()) };
   },
   listenerReport: (node, raw) => node.listeners.report(raw),
+  serviceList: (node, raw) => {
+    if (raw.stale !== true) leaderOnly(node);
+    return { from: node.config.id, ...node.services.list() };
+  },
   metrics: async (node) => ({ text: await node.listeners.metricsText() }),
   memberList: (node, raw) => {
     if (raw.stale !== true) leaderOnly(node);
@@ -279,6 +290,8 @@ export class MetaraftNode {
   readonly #eventLoop = new EventLoopMonitor(EVENT_LOOP_RESOLUTION_MS);
   /** The listener plugins this node runs in worker threads while it leads, and what `listeners ls` shows. */
   readonly listeners: NodeListeners;
+  /** The services this node runs while it is the ready leader (the lifecycle service). */
+  readonly services: NodeServices;
 
   private constructor(
     config: NodeConfig,
@@ -359,6 +372,20 @@ export class MetaraftNode {
       ...(config.logger ? { logger: config.logger } : {}),
     });
     replica.stateMachine.onEventsApplied = (_record, lastTxid) => this.listeners.appended(lastTxid);
+    this.services = new NodeServices({
+      nodeId: config.id,
+      store,
+      pipeline: this.pipeline,
+      leadership: this.host.leadership,
+      runtime: this.runtime,
+      // Until the durable queue: each expired key deleted at once through the write path.
+      expiry: (submit) => ({
+        add: async (keys) => {
+          for (const k of keys) await submit({ op: "expireKey", ...k });
+        },
+      }),
+      ...(config.lifecycle ? { lifecycle: config.lifecycle } : {}),
+    });
     this.#rpc = new RpcServer({
       host: self.host,
       port: self.clientPort,
@@ -424,6 +451,7 @@ export class MetaraftNode {
     const client = await node.#rpc.listen();
     node.#writeNodeInfo(client);
     node.listeners.start();
+    node.services.start();
     return node;
   }
 
@@ -578,6 +606,7 @@ export class MetaraftNode {
   }
 
   async close(): Promise<void> {
+    await this.services.close();
     await this.listeners.close();
     await this.#rpc.close();
     await this.host.stop();

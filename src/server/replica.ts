@@ -8,7 +8,11 @@ import { type HostTransport, RaftHost } from "../host/index.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
 import type { ConfChange, ConfState, NodeId, RaftLogStore } from "../raft/index.js";
 import type { Runtime } from "../runtime.js";
+import { LIFECYCLE_SERVICE, serviceSpecs, validateLifecycleConfig } from "../services/index.js";
 import type { Settings } from "../settings.js";
+
+/** The services this cluster knows, by name: their configurations are checked as they are set. */
+const SERVICE_VALIDATORS = new Map([[LIFECYCLE_SERVICE, validateLifecycleConfig]]);
 
 /** What a replica is built from: its storage, its transport and its clock are the caller's. */
 export interface ReplicaParts {
@@ -45,6 +49,7 @@ export function assembleReplica(parts: ReplicaParts): Replica {
   const specs: ReadonlyMap<string, RequestSpec> = new Map([
     ...namespaceSpecsByOp,
     ...ledgerSpecs(parts.core).map((spec) => [spec.op, spec] as const),
+    ...serviceSpecs(SERVICE_VALIDATORS).map((spec) => [spec.op, spec] as const),
   ]);
   const stateMachine = new NamespaceStateMachine(parts.store, specs, parts.core);
   const host = new RaftHost<ApplyResult>({

@@ -15,6 +15,7 @@ export interface InProcessOptions {
   readonly snapshotTrailingEntries?: number;
   readonly events?: NodeConfig["events"];
   readonly listeners?: NodeConfig["listeners"];
+  readonly lifecycle?: NodeConfig["lifecycle"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -55,6 +56,7 @@ export class InProcessCluster {
       ...(this.options.clock ? { clock: this.options.clock } : {}),
       ...(this.options.events ? { events: this.options.events } : {}),
       ...(this.options.listeners ? { listeners: this.options.listeners } : {}),
+      ...(this.options.lifecycle ? { lifecycle: this.options.lifecycle } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
