@@ -72,6 +72,7 @@ export const errorRegistry = {
   },
   MR_ERR_LISTENER_EXISTS: { message: "a listener of that name exists", httpStatus: 409 },
   MR_ERR_LISTENER_NOT_FOUND: { message: "no listener of that name", httpStatus: 404 },
+  MR_ERR_WATCH_LIMIT: { message: "too many watches on this node or connection", httpStatus: 429 },
 
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
