@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
+import type { ReadEventsReply } from "../protocol/index.js";
 import { type Endpoint, RpcClient, type RpcClientOptions } from "./rpc-client.js";
+import { Watch, type WatchOptions } from "./watch.js";
 
 export interface ClientOptions {
   readonly endpoints: readonly Endpoint[];
@@ -49,6 +51,7 @@ export const ADMIN_ATTEMPT_TIMEOUT_MS = 10_000;
 export class MetaraftClient {
   readonly clientId: string;
   readonly #rpc: RpcClient;
+  readonly #rpcOptions: RpcClientOptions;
   #callId = 0;
 
   constructor(options: ClientOptions) {
@@ -62,6 +65,7 @@ export class MetaraftClient {
       ...(options.pingIdleMs === undefined ? {} : { pingIdleMs: options.pingIdleMs }),
       ...(options.pongTimeoutMs === undefined ? {} : { pongTimeoutMs: options.pongTimeoutMs }),
     };
+    this.#rpcOptions = rpcOptions;
     this.#rpc = new RpcClient(rpcOptions);
   }
 
@@ -179,12 +183,21 @@ export class MetaraftClient {
   /** Events after `afterTxid` (the ledger's read; `missed` says what was pruned before it). */
   readEvents(
     options: { afterTxid?: number; limit?: number; prefix?: string } & ReadOptions = {},
-  ): Promise<Reply> {
+  ): Promise<ReadEventsReply> {
     const { stale, timeoutMs, ...fields } = options;
     return this.read("readEvents", fields, {
       ...(stale ? { stale } : {}),
       ...(timeoutMs ? { timeoutMs } : {}),
-    });
+    }) as unknown as Promise<ReadEventsReply>;
+  }
+
+  /**
+   * Streams the ledger's events under `prefix`, in txid order, from `fromTxid` (or from now) and
+   * then as they are applied; resumes on another member after a lost connection with no gap and
+   * no duplicate. Each watch has its own connection to any member. See `Watch`.
+   */
+  watch(options: WatchOptions = {}): Watch {
+    return new Watch(new RpcClient(this.#rpcOptions), options);
   }
 
   /** Every registered listener, and the ledger's summary. */

@@ -14,6 +14,9 @@ export interface InProcessOptions {
   readonly snapshotEntries?: number;
   readonly snapshotTrailingEntries?: number;
   readonly events?: NodeConfig["events"];
+  readonly watch?: NodeConfig["watch"];
+  /** No fsync: for tests of memory and flow, never of durability. */
+  readonly noSync?: boolean;
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -53,6 +56,8 @@ export class InProcessCluster {
       execution: { mode: this.options.mode ?? "leader-execution", batchers: this.options.batchers ?? 6 },
       ...(this.options.clock ? { clock: this.options.clock } : {}),
       ...(this.options.events ? { events: this.options.events } : {}),
+      ...(this.options.watch ? { watch: this.options.watch } : {}),
+      ...(this.options.noSync ? { noSync: true } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
