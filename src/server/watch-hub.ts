@@ -584,12 +584,13 @@ export class WatchHub {
     }
     const now = this.#runtime.now();
     const tail = this.#store.lastTxid;
-    const prunedThrough = readSummary(this.#store).prunedThrough;
+    const summary = readSummary(this.#store);
     for (const w of this.#all()) {
-      if (w.mode === "catch-up" && w.buffered === 0 && w.position < prunedThrough) {
-        // It can never catch up: end it now rather than when its reader comes back.
+      if (w.mode === "catch-up" && w.position < summary.prunedThrough) {
+        // It can never catch up: end it now, and free its buffer, rather than when its reader
+        // comes back for the events it has buffered (they end where the gap begins anyway).
         this.#compacted++;
-        this.#end(w, compacted(w.position, readSummary(this.#store)));
+        this.#end(w, compacted(w.position, summary));
         continue;
       }
       const room = w.group.connection.bufferedBytes < this.limits.socketBytesMax;
