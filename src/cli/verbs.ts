@@ -31,7 +31,7 @@ interface ClientFlags {
   readonly output?: string;
 }
 
-interface Session {
+export interface Session {
   readonly client: MetaraftClient;
   readonly endpoints: readonly Endpoint[];
   readonly clusterId: string;
@@ -68,7 +68,7 @@ function metaArg(value: string, previous: Record<string, string> | undefined): R
   return { ...previous, [name]: value.slice(at + 1) };
 }
 
-function clientOptions(command: Command): Command {
+export function clientOptions(command: Command): Command {
   return command
     .option(
       "--endpoints <list>",
@@ -101,7 +101,7 @@ function listOptions(command: Command, what: string): Command {
 }
 
 /** Wraps an action: a session from the connection flags, closed whatever happens. */
-function action(
+export function action(
   run: (session: Session, args: string[], flags: Record<string, unknown>) => Promise<void>,
 ): (...args: unknown[]) => Promise<void> {
   return async (...args: unknown[]) => {
