@@ -117,6 +117,11 @@ export class Watch implements AsyncIterableIterator<LedgerEvent> {
     return this.#node;
   }
 
+  /** Events received and not yet taken from the iterator (see `queueEventsMax`). */
+  get buffered(): number {
+    return this.#queued;
+  }
+
   /** Times the watch reopened after losing its connection. */
   get reopens(): number {
     return this.#reopens;

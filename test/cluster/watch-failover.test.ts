@@ -80,4 +80,54 @@ describe("a watch across a leader kill", () => {
       await cluster.stop();
     }
   });
+
+  it("leaves a frozen serving node (SIGSTOP) for another, with every event once", async () => {
+    const cluster = await ProcessCluster.start({ nodes: 3, kind: "metaraft" });
+    const clients: MetaraftClient[] = [];
+    let frozen: number | undefined;
+    try {
+      const leader = await cluster.leader();
+      const follower = cluster.members.find((m) => m.id !== leader)!.id;
+      const endpoint = (id: number) => ({ host: "127.0.0.1", port: cluster.members[id - 1]!.clientPort });
+      const writer = new MetaraftClient({ endpoints: cluster.endpoints, clusterId: cluster.clusterId });
+      const watcher = new MetaraftClient({
+        endpoints: [
+          endpoint(follower),
+          ...cluster.members.filter((m) => m.id !== follower).map((m) => endpoint(m.id)),
+        ],
+        clusterId: cluster.clusterId,
+      });
+      clients.push(writer, watcher);
+      await writer.createVolume("frozen");
+      await writer.createBucket("frozen", "bkt");
+      const watch = watcher.watch({ prefix: "frozen/bkt/", fromTxid: 1 });
+      assert.equal((await watch.opened()).node, follower);
+      const delivered: LedgerEvent[] = [];
+      const iterating = (async () => {
+        for await (const event of watch) delivered.push(event);
+      })();
+      for (let i = 0; i < 50; i++)
+        await writer.putKey("frozen", "bkt", `before-${i}`, { size: i, etag: "e" });
+      await waitFor("the events before the freeze", () => delivered.length >= 50, 30_000);
+      frozen = cluster.pid(follower)!;
+      process.kill(frozen, "SIGSTOP");
+      // The follower's silence costs the leader nothing: writes go on, and the watch moves.
+      for (let i = 0; i < 50; i++)
+        await writer.putKey("frozen", "bkt", `during-${i}`, { size: i, etag: "e" });
+      await waitFor("the events written during the freeze", () => delivered.length >= 100, 30_000);
+      assert.ok(watch.reopens >= 1);
+      assert.notEqual(watch.node, follower);
+      const read = await writer.readEvents({ afterTxid: 0, limit: 10_000, prefix: "frozen/bkt/" });
+      assert.deepEqual(
+        delivered.map((e) => [e.txid, e.key]),
+        read.events.map((e) => [e.txid, e.key]),
+      );
+      await watch.return();
+      await iterating;
+    } finally {
+      if (frozen !== undefined) process.kill(frozen, "SIGCONT");
+      for (const client of clients) client.close();
+      await cluster.stop();
+    }
+  });
 });

@@ -197,4 +197,41 @@ describe("a watcher that never reads", () => {
       await cluster.stop();
     }
   });
+
+  it("on the client side either: a watch not iterated holds its queue bound, and later delivers everything", async () => {
+    const cluster = await InProcessCluster.start({
+      nodes: 1,
+      watch: { bufferBytesMax: 64 * 1024 },
+      noSync: true,
+    });
+    try {
+      const node = await cluster.leader();
+      const client = cluster.client();
+      const load = await renameLoad(client, "lazy", 64);
+      const startTxid = node.store.lastTxid;
+      const queueEventsMax = 50;
+      const watch = client.watch({ fromTxid: startTxid + 1, queueEventsMax });
+      await watch.opened();
+      await load(60);
+      const written = 64 * 60;
+      // Frames already read when the queue filled still land: at most one socket read's worth.
+      const slack = Math.ceil((64 * 1024) / 2000) + node.watches.stats().limits.frameEventsMax;
+      assert.ok(watch.buffered >= queueEventsMax, `${watch.buffered} queued`);
+      assert.ok(watch.buffered <= queueEventsMax + slack, `${watch.buffered} queued`);
+      // The node held back the rest: its watch reads the ledger rather than growing.
+      assert.ok(node.watches.stats().catchUps >= 1);
+      const txids: number[] = [];
+      for await (const event of watch) {
+        txids.push(event.txid);
+        assert.ok(watch.buffered <= queueEventsMax + slack);
+        if (txids.length === written) break;
+      }
+      assert.deepEqual(
+        txids,
+        Array.from({ length: written }, (_, i) => startTxid + 1 + i),
+      );
+    } finally {
+      await cluster.stop();
+    }
+  });
 });
