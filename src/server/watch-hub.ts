@@ -2,9 +2,9 @@ import type { CoreSync } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import {
   decodeRecord,
+  eventPaths,
   type LedgerEvent,
   type LedgerReader,
-  matchesPrefix,
   readLedger,
   readSummary,
 } from "../events/index.js";
@@ -319,12 +319,16 @@ export class WatchHub {
       this.#written = written;
       const last = events[events.length - 1]!.txid;
       const sizes = events.map(estimateEventBytes);
+      // Once per event, not per event and watch: the paths a prefix is matched against.
+      const paths = events.map(eventPaths);
+      const matches = (i: number, prefix: string) =>
+        prefix === "" || paths[i]!.some((path) => path.startsWith(prefix));
       for (const w of live) {
         let count = 0;
         let bytes = 0;
         for (let i = 0; i < events.length; i++) {
           const e = events[i]!;
-          if (e.txid > w.position && matchesPrefix(e, w.prefix)) {
+          if (e.txid > w.position && matches(i, w.prefix)) {
             count++;
             bytes += sizes[i]!;
           }
@@ -340,7 +344,7 @@ export class WatchHub {
           }
           for (let i = 0; i < events.length; i++) {
             const e = events[i]!;
-            if (e.txid > w.position && matchesPrefix(e, w.prefix)) w.append(e, sizes[i]!);
+            if (e.txid > w.position && matches(i, w.prefix)) w.append(e, sizes[i]!);
           }
           if (w.bytes > this.#bufferedBytesPeak) this.#bufferedBytesPeak = w.bytes;
           this.#schedule(w);
