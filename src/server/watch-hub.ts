@@ -64,8 +64,11 @@ export const WATCH_DEFAULTS = {
 export type WatchLimits = { -readonly [K in keyof typeof WATCH_DEFAULTS]: number };
 
 export interface WatchHubOptions extends Partial<WatchLimits> {
-  /** The node's tables: the ledger, and the last applied txid. */
-  readonly store: LedgerReader & { readonly lastTxid: number };
+  /**
+   * The node's tables: the ledger, the last applied txid, and whether a snapshot is being
+   * restored (its txid is set before its tables are readable: nothing is read meanwhile).
+   */
+  readonly store: LedgerReader & { readonly lastTxid: number; readonly restoring?: boolean };
   readonly core: CoreSync;
   readonly runtime: Runtime;
   /** This node's id, in each watch's reply. */
@@ -147,6 +150,8 @@ class Watcher {
   lastFrameAt: number;
   removed = false;
   waitingDrain = false;
+  /** Its catch-up waits for a snapshot's restore to finish. */
+  waitingRestore = false;
   eventsSent = 0;
   framesSent = 0;
   catchUps = 0;
@@ -519,6 +524,11 @@ export class WatchHub {
    * more to do; a watch that reached the last applied txid is live again.
    */
   #catchUpRead(w: Watcher): boolean {
+    if (this.#store.restoring) {
+      // The last txid is the snapshot's, the ledger not yet: reading now would skip its events.
+      w.waitingRestore = true;
+      return false;
+    }
     const tail = this.#store.lastTxid;
     if (w.position >= tail) {
       // Every event up to the last applied txid is buffered or sent, and the next record is
@@ -579,6 +589,8 @@ export class WatchHub {
 
   /** Progress for idle watches, a new look at the ledger's continuity, and drains that were missed. */
   #tick(): void {
+    // Mid-restore, the last txid runs ahead of the ledger: no position may be taken from it.
+    if (this.#store.restoring) return;
     try {
       this.#sync();
     } catch (error) {
@@ -596,6 +608,10 @@ export class WatchHub {
         this.#compacted++;
         this.#end(w, compacted(w.position, summary));
         continue;
+      }
+      if (w.waitingRestore) {
+        w.waitingRestore = false;
+        this.#schedule(w);
       }
       const room = w.group.connection.bufferedBytes < this.limits.socketBytesMax;
       if (w.waitingDrain && room) {

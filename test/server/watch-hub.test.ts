@@ -28,6 +28,7 @@ class Ledger implements LedgerReader {
     ["checkpoints", new Map()],
   ]);
   lastTxid = 0;
+  restoring = false;
 
   get(table: LedgerTable, key: string): Uint8Array | undefined {
     return this.rows.get(table)!.get(key);
@@ -201,6 +202,31 @@ describe("the watch hub", () => {
     assert.deepEqual(txids(connection.events(1)), range(1, 8));
     assert.ok(hub.stats().catchUps >= 2);
     assert.equal(hub.watchers()[0]!.mode, "live");
+  });
+
+  it("takes no position from a restore under way (its txid is set before its tables)", () => {
+    const { ledger, runtime, hub, apply } = setup();
+    const connection = new FakeConnection();
+    apply([put(1)]);
+    hub.open(connection, { watchId: 1, fromTxid: 1 });
+    runtime.settle();
+    // The snapshot's last txid is in, its ledger records are not yet readable.
+    ledger.restoring = true;
+    ledger.lastTxid = 4;
+    runtime.advance(500);
+    assert.ok(
+      connection.frames.every((f) => f.kind !== "progress" || f.txid < 2),
+      "no progress past what the tables hold",
+    );
+    // The restore's commit lands: the records are there, and reach the watch.
+    ledger.append([put(2), put(3)]);
+    ledger.append([put(4)]);
+    ledger.restoring = false;
+    runtime.advance(100);
+    assert.deepEqual(txids(connection.events(1)), range(1, 4));
+    apply([put(5)]);
+    runtime.settle();
+    assert.deepEqual(txids(connection.events(1)), range(1, 5));
   });
 
   it("drops a watch whose buffer is full to reading the ledger, and it catches up with no gap", () => {
