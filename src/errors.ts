@@ -85,6 +85,7 @@ export const errorRegistry = {
     httpStatus: 400,
   },
   MR_ERR_PLUGIN_LOAD_FAILED: { message: "the listener plugin module could not be loaded", httpStatus: 500 },
+  MR_ERR_WATCH_LIMIT: { message: "too many watches on this node or connection", httpStatus: 429 },
 
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },

@@ -250,6 +250,34 @@ export const SETTINGS = {
       help: "events the ledger keeps at most: past it, events go even if a listener has not checkpointed them (it is told what it missed)",
     },
   },
+  watch: {
+    progressMs: {
+      type: "integer",
+      flag: "watch-progress-ms",
+      unit: "ms",
+      min: 10,
+      max: 60 * 60 * 1000,
+      default: 1_000,
+      help: "an idle watch is told the current txid this often (its client also sees the node is alive)",
+    },
+    bufferBytesMax: {
+      type: "integer",
+      flag: "watch-buffer-bytes-max",
+      unit: "bytes",
+      min: 64 * 1024,
+      max: 64 * MiB,
+      default: MiB,
+      help: "events one watch holds in memory at most (estimated as sent); a watch behind that reads the ledger instead",
+    },
+    watchersMax: {
+      type: "integer",
+      flag: "watchers-max",
+      min: 1,
+      max: 1_000_000,
+      default: 1024,
+      help: "watches one node serves at once; more are refused with MR_ERR_WATCH_LIMIT",
+    },
+  },
   core: {
     mode: {
       type: "enum",

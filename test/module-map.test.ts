@@ -27,6 +27,9 @@ const LAYERS = [
   "coordination",
   "services",
   "queues",
+  // The client protocol (ops, typed replies, pushed frames), shared by the server and the
+  // client: above the namespace and the ledger, whose records its replies carry.
+  "protocol",
   // Below the server, unlike DESIGN.md's list: a joining node asks a member through the client,
   // which needs only the transport's framing.
   "client",

@@ -359,6 +359,7 @@ export function toNodeConfig(
     ...settings.raft,
     execution: { ...settings.execution },
     events: { ...settings.events },
+    watch: { ...settings.watch },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
     ...(settings.noSync ? { noSync: true } : {}),

@@ -32,6 +32,7 @@ import {
   UsageError,
 } from "./output.js";
 import { addVerbs, integerArg } from "./verbs.js";
+import { addWatchVerbs } from "./watch.js";
 
 /**
  * The `metaraft` command: `start` (one node), `dev` (a local cluster of nodes), and the client
@@ -110,6 +111,7 @@ Examples:
   metaraft key ls vol1 photos --prefix 2024/
   metaraft status                            exit 1 if a node is unreachable or there is no leader
   metaraft endpoint health -w json
+  metaraft watch vol1/photos/ --from 1      every event under the prefix, then new ones (Ctrl-C stops)
 
 Client verbs reach ${DEFAULT_ENDPOINTS} unless --endpoints or
 $METARAFT_ENDPOINTS says otherwise. -w/--output works on every verb, before or after it.
@@ -215,6 +217,7 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
     });
 
   addVerbs(root);
+  addWatchVerbs(root);
   reportParseErrors(root);
   // An action's own usage error (a bad endpoint, a bad setting) names that verb's --help too.
   root.hook("preAction", (_root, command) => {

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
+import type { Op, ReadEventsReply, ReplyOf } from "../protocol/index.js";
 import { type Endpoint, RpcClient, type RpcClientOptions } from "./rpc-client.js";
+import { Watch, type WatchOptions } from "./watch.js";
 
 export interface ClientOptions {
   readonly endpoints: readonly Endpoint[];
@@ -37,6 +39,8 @@ export interface ListPage<T> {
 }
 
 type Reply = Record<string, unknown>;
+/** An op's typed reply (src/protocol), still open to the fields the protocol does not name. */
+type Typed<O extends Op> = Reply & ReplyOf<O>;
 
 /** Membership changes and leader transfers wait for a commit or an election: a longer attempt. */
 export const ADMIN_ATTEMPT_TIMEOUT_MS = 10_000;
@@ -49,6 +53,7 @@ export const ADMIN_ATTEMPT_TIMEOUT_MS = 10_000;
 export class MetaraftClient {
   readonly clientId: string;
   readonly #rpc: RpcClient;
+  readonly #rpcOptions: RpcClientOptions;
   #callId = 0;
 
   constructor(options: ClientOptions) {
@@ -62,6 +67,7 @@ export class MetaraftClient {
       ...(options.pingIdleMs === undefined ? {} : { pingIdleMs: options.pingIdleMs }),
       ...(options.pongTimeoutMs === undefined ? {} : { pongTimeoutMs: options.pongTimeoutMs }),
     };
+    this.#rpcOptions = rpcOptions;
     this.#rpc = new RpcClient(rpcOptions);
   }
 
@@ -75,16 +81,23 @@ export class MetaraftClient {
     return this.#rpc.call(op, { ...fields, stale: options.stale === true }, options.timeoutMs);
   }
 
-  createVolume(volume: string, options: { owner?: string; quotaBytes?: number } = {}): Promise<Reply> {
-    return this.write("createVolume", { volume, ...options });
+  createVolume(
+    volume: string,
+    options: { owner?: string; quotaBytes?: number } = {},
+  ): Promise<Typed<"createVolume">> {
+    return this.write("createVolume", { volume, ...options }) as Promise<Typed<"createVolume">>;
   }
 
   deleteVolume(volume: string): Promise<Reply> {
     return this.write("deleteVolume", { volume });
   }
 
-  createBucket(volume: string, bucket: string, options: { versioning?: boolean } = {}): Promise<Reply> {
-    return this.write("createBucket", { volume, bucket, ...options });
+  createBucket(
+    volume: string,
+    bucket: string,
+    options: { versioning?: boolean } = {},
+  ): Promise<Typed<"createBucket">> {
+    return this.write("createBucket", { volume, bucket, ...options }) as Promise<Typed<"createBucket">>;
   }
 
   deleteBucket(volume: string, bucket: string): Promise<Reply> {
@@ -92,8 +105,8 @@ export class MetaraftClient {
   }
 
   /** Allocates the object id; the returned handle must be committed before it expires. */
-  openKey(volume: string, bucket: string, key: string, size = 0): Promise<Reply & { openKeyId: number }> {
-    return this.write("openKey", { volume, bucket, key, size }) as Promise<Reply & { openKeyId: number }>;
+  openKey(volume: string, bucket: string, key: string, size = 0): Promise<Typed<"openKey">> {
+    return this.write("openKey", { volume, bucket, key, size }) as Promise<Typed<"openKey">>;
   }
 
   commitKey(
@@ -102,8 +115,10 @@ export class MetaraftClient {
     key: string,
     openKeyId: number,
     info: { size: number; etag: string; metadata?: Record<string, string> },
-  ): Promise<Reply> {
-    return this.write("commitKey", { volume, bucket, key, openKeyId, ...info });
+  ): Promise<Typed<"commitKey">> {
+    return this.write("commitKey", { volume, bucket, key, openKeyId, ...info }) as Promise<
+      Typed<"commitKey">
+    >;
   }
 
   /** openKey then commitKey: what a `put` of an object does to its metadata. */
@@ -112,21 +127,21 @@ export class MetaraftClient {
     bucket: string,
     key: string,
     info: { size: number; etag: string; metadata?: Record<string, string> },
-  ): Promise<Reply> {
+  ): Promise<Typed<"commitKey">> {
     const { openKeyId } = await this.openKey(volume, bucket, key, info.size);
     return this.commitKey(volume, bucket, key, openKeyId, info);
   }
 
-  lookupKey(volume: string, bucket: string, key: string, options?: ReadOptions): Promise<Reply> {
-    return this.read("lookupKey", { volume, bucket, key }, options);
+  lookupKey(volume: string, bucket: string, key: string, options?: ReadOptions): Promise<Typed<"lookupKey">> {
+    return this.read("lookupKey", { volume, bucket, key }, options) as Promise<Typed<"lookupKey">>;
   }
 
   deleteKey(volume: string, bucket: string, key: string): Promise<Reply> {
     return this.write("deleteKey", { volume, bucket, key });
   }
 
-  renameKey(volume: string, bucket: string, key: string, toKey: string): Promise<Reply> {
-    return this.write("renameKey", { volume, bucket, key, toKey });
+  renameKey(volume: string, bucket: string, key: string, toKey: string): Promise<Typed<"renameKey">> {
+    return this.write("renameKey", { volume, bucket, key, toKey }) as Promise<Typed<"renameKey">>;
   }
 
   listVolumes(options: ListOptions = {}): Promise<ListPage<Reply>> {
@@ -179,12 +194,21 @@ export class MetaraftClient {
   /** Events after `afterTxid` (the ledger's read; `missed` says what was pruned before it). */
   readEvents(
     options: { afterTxid?: number; limit?: number; prefix?: string } & ReadOptions = {},
-  ): Promise<Reply> {
+  ): Promise<ReadEventsReply> {
     const { stale, timeoutMs, ...fields } = options;
     return this.read("readEvents", fields, {
       ...(stale ? { stale } : {}),
       ...(timeoutMs ? { timeoutMs } : {}),
-    });
+    }) as unknown as Promise<ReadEventsReply>;
+  }
+
+  /**
+   * Streams the ledger's events under `prefix`, in txid order, from `fromTxid` (or from now) and
+   * then as they are applied; resumes on another member after a lost connection with no gap and
+   * no duplicate. Each watch has its own connection to any member. See `Watch`.
+   */
+  watch(options: WatchOptions = {}): Watch {
+    return new Watch(new RpcClient(this.#rpcOptions), options);
   }
 
   /** Every registered listener, and the ledger's summary. */

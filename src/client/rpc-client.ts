@@ -1,6 +1,7 @@
 import { connect, type Socket } from "node:net";
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
+import { isPushFrame, PROTOCOL_VERSION } from "../protocol/index.js";
 import { type Runtime, sleep, systemRuntime, type Timer } from "../runtime.js";
 import { encodeFrame, FrameDecoder } from "../transport/index.js";
 import { WriteBatcher } from "../transport/write-batcher.js";
@@ -62,6 +63,32 @@ interface Waiting {
   readonly reject: (error: Error) => void;
 }
 
+/** What a stream (a watch) on a connection is told; see `RpcClient.openStream`. */
+export interface StreamHandlers {
+  /**
+   * A frame the server pushed on the connection (every one: the stream picks its own by id).
+   * Throwing gives up the connection, as a broken frame does.
+   */
+  frame(frame: { readonly push: unknown } & Readonly<Record<string, unknown>>): void;
+  /** The connection is gone: the stream ends or resumes elsewhere. */
+  closed(error: MetaraftError): void;
+}
+
+/** An open stream: the op's reply, and its connection's flow control. */
+export interface StreamHandle {
+  readonly reply: Record<string, unknown>;
+  /** Where it is served. */
+  readonly endpoint: Endpoint;
+  /**
+   * Stops reading the connection: TCP backpressure reaches the server, which then stops
+   * buffering for this connection. Every call on the connection waits meanwhile.
+   */
+  pause(): void;
+  resume(): void;
+  /** Resolves once the connection is gone, with why. */
+  readonly closed: Promise<MetaraftError>;
+}
+
 /** One authenticated, pipelined connection to one node. */
 class Connection {
   readonly #socket: Socket;
@@ -76,6 +103,8 @@ class Connection {
   #ping: { id: number; at: number } | undefined;
   #watch: Timer | undefined;
   #greeting = false;
+  readonly #streams = new Set<StreamHandlers>();
+  #paused = false;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -120,6 +149,21 @@ class Connection {
           } else g.reject(MetaraftError.fromJSON(body.error));
           return;
         }
+        if (isPushFrame(body)) {
+          for (const stream of this.#streams) {
+            try {
+              stream.frame(body);
+            } catch (error) {
+              this.#fail(
+                error instanceof MetaraftError
+                  ? error
+                  : new MetaraftError("MR_ERR_INTERNAL", String(error), { cause: error }),
+              );
+              return;
+            }
+          }
+          return;
+        }
         const waiting = this.#waiting.get(body.id ?? 0);
         if (body.pong === true) return;
         if (!waiting) {
@@ -133,7 +177,7 @@ class Connection {
     });
     // Written before anything else (the socket buffers it until connected), so the hello is
     // always the first frame, even when calls are made while the connection is being set up.
-    this.#socket.write(encodeFrame(pack({ protocol: 1, clusterId })));
+    this.#socket.write(encodeFrame(pack({ protocol: PROTOCOL_VERSION, clusterId })));
     // The hello is a call too: a node that accepts and never greets is as frozen as one that
     // never answers.
     this.#greeting = true;
@@ -164,7 +208,42 @@ class Connection {
     this.#closed ??= error;
     for (const waiting of this.#waiting.values()) waiting.reject(error);
     this.#waiting.clear();
+    const streams = [...this.#streams];
+    this.#streams.clear();
+    for (const stream of streams) stream.closed(this.#closed);
     this.#socket.destroy();
+  }
+
+  /** Routes pushed frames to `stream` until it unsubscribes or the connection fails. */
+  subscribe(stream: StreamHandlers): () => void {
+    if (this.#closed) {
+      const error = this.#closed;
+      this.runtime.defer(() => stream.closed(error));
+      return () => {};
+    }
+    this.#streams.add(stream);
+    // A stream waits for frames as a call waits for its answer: a silent node is left.
+    this.#heardAt = this.runtime.now();
+    this.#watch ??= this.runtime.every(LIVENESS_CHECK_MS, () => this.#checkLiveness()).unref();
+    return () => {
+      this.#streams.delete(stream);
+    };
+  }
+
+  pause(): void {
+    if (this.#paused || this.#closed) return;
+    this.#paused = true;
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    // Quiet while paused is this client's doing, not the node's.
+    this.#heardAt = this.runtime.now();
+    this.#ping = undefined;
+    this.#socket.resume();
+    this.#watch ??= this.runtime.every(LIVENESS_CHECK_MS, () => this.#checkLiveness()).unref();
   }
 
   call(request: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -180,7 +259,8 @@ class Connection {
 
   /** While calls wait: ping a connection gone quiet, and give up on one that does not pong. */
   #checkLiveness(): void {
-    if (this.#waiting.size === 0 && !this.#greeting) {
+    // Paused, the client reads nothing, pongs included: its silence says nothing of the node.
+    if (this.#paused || (this.#waiting.size === 0 && !this.#greeting && this.#streams.size === 0)) {
       this.#watch?.cancel();
       this.#watch = undefined;
       this.#ping = undefined;
@@ -304,6 +384,60 @@ export class RpcClient {
     timeoutMs?: number,
     attemptTimeoutMs?: number,
   ): Promise<Record<string, unknown>> {
+    return (await this.#call(op, fields, timeoutMs, attemptTimeoutMs)).reply;
+  }
+
+  /**
+   * Opens a stream (a `watch`) on whichever member answers, with the retries of `call`; the
+   * frames the server then pushes on that connection go to `onFrame` (all of them: the caller
+   * picks its own by id). Any member serves streams, so a lost connection's member is left for
+   * the next one: the caller reopens where it stopped.
+   */
+  async openStream(
+    op: string,
+    fields: Record<string, unknown>,
+    onFrame: StreamHandlers["frame"],
+    timeoutMs?: number,
+  ): Promise<StreamHandle> {
+    let settle: (error: MetaraftError) => void = () => {};
+    const closed = new Promise<MetaraftError>((resolve) => {
+      settle = resolve;
+    });
+    // Per attempt: a failed attempt's connection must not end the stream that a later one opens.
+    let attempt: { open: boolean; lost?: MetaraftError } = { open: false };
+    const { reply, connection } = await this.#call(op, fields, timeoutMs, undefined, (c) => {
+      const mine: { open: boolean; lost?: MetaraftError } = { open: false };
+      attempt = mine;
+      return c.subscribe({
+        frame: onFrame,
+        closed: (error) => {
+          if (!mine.open) {
+            mine.lost = error;
+            return;
+          }
+          this.#moveOn(error, c);
+          settle(error);
+        },
+      });
+    });
+    attempt.open = true;
+    if (attempt.lost) settle(attempt.lost);
+    return {
+      reply,
+      endpoint: connection.endpoint,
+      pause: () => connection.pause(),
+      resume: () => connection.resume(),
+      closed,
+    };
+  }
+
+  async #call(
+    op: string,
+    fields: Record<string, unknown>,
+    timeoutMs: number | undefined,
+    attemptTimeoutMs: number | undefined,
+    attach?: (connection: Connection) => () => void,
+  ): Promise<{ reply: Record<string, unknown>; connection: Connection }> {
     const runtime = this.#runtime;
     const deadline = runtime.now() + (timeoutMs ?? this.#options.timeoutMs ?? RPC_CLIENT_DEFAULTS.timeoutMs);
     const attemptMs =
@@ -316,14 +450,18 @@ export class RpcClient {
         if (left <= 0) throw new MetaraftError("MR_ERR_TIMEOUT", `${op} after ${attempt} attempts`);
         const connection = this.#ensureConnection();
         const attemptEnds = runtime.now() + Math.min(left, attemptMs);
+        let detach: (() => void) | undefined;
         try {
           await withTimeout(runtime, connection.ready, attemptEnds - runtime.now());
-          return await withTimeout(
+          detach = attach?.(connection);
+          const reply = await withTimeout(
             runtime,
             connection.call({ op, ...fields }),
             Math.max(1, attemptEnds - runtime.now()),
           );
+          return { reply, connection };
         } catch (error) {
+          detach?.();
           // A silent connection within the call's deadline: suspect it, and try another member.
           const silent =
             error instanceof MetaraftError && error.code === "MR_ERR_TIMEOUT" && deadline - runtime.now() > 0;

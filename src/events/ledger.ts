@@ -183,6 +183,14 @@ export interface ReadOptions {
   readonly prefix?: string;
   /** Stop before this txid's events: reads up to the txid applied when the read began. */
   readonly throughTxid?: number;
+  /** Record bytes one read decodes at most (besides finishing the record it is in); READ_BYTES_MAX by default. */
+  readonly bytesMax?: number;
+  /**
+   * Stop at the first txid boundary past `limit` events, even inside a record: a batch's record
+   * may hold thousands of events, and a reader with a bounded buffer (a watch) must not take
+   * them all at once. Without it a read finishes the record it is in.
+   */
+  readonly withinRecord?: boolean;
 }
 
 /**
@@ -213,6 +221,7 @@ export function readLedger(
       : undefined;
   let scannedThrough = Math.max(afterTxid, missed?.toTxid ?? 0);
   let bytes = 0;
+  const bytesMax = options.bytesMax ?? READ_BYTES_MAX;
   // Keys are last txids: the first record holding txid `after + 1` has key >= hex(after + 1).
   let startAfter: string | undefined = scannedThrough > 0 ? txidHex(scannedThrough) : undefined;
   const page = 64;
@@ -224,14 +233,23 @@ export function readLedger(
     for (const row of rows) {
       const decoded = decodeRecord(row.value, core, `ledger record ${row.key}`);
       let cut = false;
+      let previous = scannedThrough;
       for (const event of decoded) {
         if (event.txid <= scannedThrough) continue;
         if (event.txid > through) {
           cut = true;
           break;
         }
+        if (options.withinRecord && event.txid > previous && events.length >= limit) {
+          // Every txid before this one is read whole; the next read resumes inside the record.
+          scannedThrough = event.txid - 1;
+          full = true;
+          break;
+        }
+        previous = event.txid;
         if (matchesPrefix(event, prefix)) events.push(event);
       }
+      if (full) break;
       if (cut) {
         reached = true;
         break;
@@ -239,7 +257,7 @@ export function readLedger(
       scannedThrough = decoded[decoded.length - 1]!.txid;
       bytes += row.value.length;
       startAfter = row.key;
-      if (events.length >= limit || bytes >= READ_BYTES_MAX) {
+      if (events.length >= limit || bytes >= bytesMax) {
         full = true;
         break;
       }

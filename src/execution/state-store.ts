@@ -174,6 +174,8 @@ export class StateStore implements StateReader {
   /** Applied, not yet handed to the disk: the writes of this turn, then the meta records. */
   #unwritten: { table: StateTable; key: Buffer; value: Uint8Array | null }[] = [];
   #flushScheduled = false;
+  /** Restores under way: their commit is in flight. */
+  #restoring = 0;
 
   constructor(disk: StateDisk, options: StateStoreOptions = {}) {
     this.#disk = disk;
@@ -195,6 +197,14 @@ export class StateStore implements StateReader {
 
   get lastTxid(): number {
     return this.#lastTxid;
+  }
+
+  /**
+   * A snapshot is being restored: `lastTxid` and `appliedIndex` are the snapshot's already, the
+   * tables not yet (see `restore`). A reader that pairs the two (a watch) waits it out.
+   */
+  get restoring(): boolean {
+    return this.#restoring > 0;
   }
 
   /** The applied index already committed to the disk (and synced, unless the disk overlaps syncs). */
@@ -392,13 +402,16 @@ export class StateStore implements StateReader {
     index = Math.max(index, snapshot.appliedIndex ?? index);
     this.#appliedIndex = index;
     this.#lastTxid = snapshot.lastTxid;
-    this.#track(
-      index,
-      this.#disk.commit({
-        clear: SNAPSHOT_TABLES,
-        writes: restoreWrites(snapshot.tables, index, snapshot.lastTxid),
-      }),
-    );
+    this.#restoring++;
+    const commit = this.#disk.commit({
+      clear: SNAPSHOT_TABLES,
+      writes: restoreWrites(snapshot.tables, index, snapshot.lastTxid),
+    });
+    this.#track(index, commit);
+    const done = () => {
+      this.#restoring--;
+    };
+    commit.then(done, done);
     return this.flushed();
   }
 }

@@ -24,7 +24,8 @@ import { EventLoopMonitor } from "./event-loop.js";
 import { NodeListeners } from "./node-listeners.js";
 import { NodeServices } from "./node-services.js";
 import { assembleReplica } from "./replica.js";
-import { type RpcRequest, RpcServer } from "./rpc-server.js";
+import { type RpcConnection, type RpcRequest, RpcServer } from "./rpc-server.js";
+import { WatchHub } from "./watch-hub.js";
 
 /** The settings of `SETTINGS` that a node itself runs with (the others locate or log it). */
 export type NodeSettings = Omit<Settings, "id" | "cluster" | "data" | "clusterId" | "secret" | "log">;
@@ -43,6 +44,7 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly execution?: Partial<NodeSettings["execution"]>;
   readonly core?: Partial<NodeSettings["core"]>;
   readonly events?: Partial<NodeSettings["events"]>;
+  readonly watch?: Partial<NodeSettings["watch"]>;
   readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
   readonly noSync?: NodeSettings["noSync"];
@@ -83,7 +85,7 @@ export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core, events } = SETTINGS;
+  const { raft, execution, core, events, watch } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -100,6 +102,11 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       disabled: config.events?.disabled ?? events.disabled.default,
       max: config.events?.max ?? events.max.default,
       hardMax: config.events?.hardMax ?? events.hardMax.default,
+    },
+    watch: {
+      progressMs: config.watch?.progressMs ?? watch.progressMs.default,
+      bufferBytesMax: config.watch?.bufferBytesMax ?? watch.bufferBytesMax.default,
+      watchersMax: config.watch?.watchersMax ?? watch.watchersMax.default,
     },
     core: { mode: config.core?.mode ?? core.mode.default },
     requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
@@ -292,6 +299,8 @@ export class MetaraftNode {
   readonly listeners: NodeListeners;
   /** The services this node runs while it is the ready leader (the lifecycle service). */
   readonly services: NodeServices;
+  /** The watches this node serves (any member serves them, from what it has applied). */
+  readonly watches: WatchHub;
 
   private constructor(
     config: NodeConfig,
@@ -386,13 +395,27 @@ export class MetaraftNode {
       }),
       ...(config.lifecycle ? { lifecycle: config.lifecycle } : {}),
     });
+    this.watches = new WatchHub({
+      store: this.store,
+      core: this.core.sync,
+      runtime: this.runtime,
+      nodeId: config.id,
+      ...settings.watch,
+    });
+    // Chained, so that whatever else wakes on applied events keeps its hook.
+    const applied = replica.stateMachine.onEventsApplied;
+    replica.stateMachine.onEventsApplied = (record, lastTxid) => {
+      applied(record, lastTxid);
+      this.watches.onEventsApplied(record, lastTxid);
+    };
     this.#rpc = new RpcServer({
       host: self.host,
       port: self.clientPort,
       clusterId: config.clusterId,
       hello: () => ({ nodeId: config.id, leader: this.host.leader, members: this.#memberAddresses() }),
       frameBytesMax: settings.requestBytesMax,
-      handler: (request) => this.#handle(request),
+      handler: (request, connection) => this.#handle(request, connection),
+      runtime: this.runtime,
     });
   }
 
@@ -466,9 +489,9 @@ export class MetaraftNode {
     });
   }
 
-  async #handle(rpc: RpcRequest): Promise<Record<string, unknown>> {
+  async #handle(rpc: RpcRequest, connection: RpcConnection): Promise<Record<string, unknown>> {
     try {
-      return await this.#dispatch(rpc);
+      return await this.#dispatch(rpc, connection);
     } catch (error) {
       // A client may not have been given the leader's endpoint: name its client address.
       if (error instanceof MetaraftError && error.code === "MR_ERR_NOT_LEADER") {
@@ -487,9 +510,12 @@ export class MetaraftNode {
     }
   }
 
-  async #dispatch(rpc: RpcRequest): Promise<Record<string, unknown>> {
+  async #dispatch(rpc: RpcRequest, connection: RpcConnection): Promise<Record<string, unknown>> {
     const { id: _id, ...raw } = rpc;
     if (raw.op === "status") return this.status({ eventLoopReset: raw.eventLoopReset === true });
+    // Watches are served by every member: each streams what it has applied, resumed by txid.
+    if (raw.op === "watch") return { ...this.watches.open(connection, raw) };
+    if (raw.op === "cancelWatch") return { ...this.watches.cancel(connection, raw) };
     const admin = MEMBER_OPS[raw.op as keyof typeof MEMBER_OPS];
     if (admin) return admin(this, raw);
     if (this.pipeline.isRead(raw.op)) return this.pipeline.read(raw as Request, raw.stale === true);
@@ -514,6 +540,7 @@ export class MetaraftNode {
       eventLoop: this.#eventLoop.read(options.eventLoopReset === true),
       lastTxid: this.store.lastTxid,
       ledger: readSummary(this.store),
+      watches: this.watches.stats(),
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
       transport: this.#transport
@@ -608,6 +635,7 @@ export class MetaraftNode {
   async close(): Promise<void> {
     await this.services.close();
     await this.listeners.close();
+    this.watches.close();
     await this.#rpc.close();
     await this.host.stop();
     await this.#transport.close();

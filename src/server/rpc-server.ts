@@ -1,6 +1,8 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
+import { PROTOCOL_VERSION, type PushFrame } from "../protocol/index.js";
+import { type Runtime, systemRuntime } from "../runtime.js";
 import { SETTINGS } from "../settings.js";
 import { FrameDecoder } from "../transport/index.js";
 import { WriteBatcher } from "../transport/write-batcher.js";
@@ -16,7 +18,28 @@ export type RpcResponse =
   | { readonly id: number; readonly ok: true; readonly [field: string]: unknown }
   | { readonly id: number; readonly ok: false; readonly error: ReturnType<MetaraftError["toJSON"]> };
 
-export type RpcHandler = (request: RpcRequest) => Promise<Record<string, unknown>> | Record<string, unknown>;
+/**
+ * The connection a request came on, for the ops that stream (watches): they push frames on it,
+ * watch how much of it the kernel has not taken yet, and end when it closes.
+ */
+export interface RpcConnection {
+  /** Unique within this server: per-connection limits are kept by it. */
+  readonly id: number;
+  readonly closed: boolean;
+  /** Bytes queued on this connection that the kernel has not taken yet (see WriteBatcher). */
+  readonly bufferedBytes: number;
+  /** Queues a server-pushed frame; frames and responses leave in the order they were queued. */
+  push(frame: PushFrame): void;
+  /** Runs `fn` once everything queued so far has reached the kernel; never after the close. */
+  onDrain(fn: () => void): void;
+  /** Runs `fn` once, when the connection closes (in a later turn if it is closed already). */
+  onClose(fn: () => void): void;
+}
+
+export type RpcHandler = (
+  request: RpcRequest,
+  connection: RpcConnection,
+) => Promise<Record<string, unknown>> | Record<string, unknown>;
 
 export interface RpcServerOptions {
   readonly host?: string;
@@ -33,9 +56,11 @@ export interface RpcServerOptions {
   /** Requests in progress per connection; more wait in the socket (TCP backpressure). */
   readonly inflightPerConnectionMax?: number;
   readonly connectionsMax?: number;
+  /** Schedules what a closed connection's late subscribers are told; the system's by default. */
+  readonly runtime?: Runtime;
 }
 
-export const RPC_PROTOCOL_VERSION = 1;
+export const RPC_PROTOCOL_VERSION = PROTOCOL_VERSION;
 /** Responses may carry more than requests (a listing); each is still bounded. */
 export const RPC_RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
 export const RPC_DEFAULTS = {
@@ -55,6 +80,7 @@ export class RpcServer {
   readonly #options: RpcServerOptions;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
+  #connections = 0;
 
   constructor(options: RpcServerOptions) {
     this.#options = options;
@@ -93,6 +119,28 @@ export class RpcServer {
     let inflight = 0;
     const out = new WriteBatcher(socket, RPC_RESPONSE_BYTES_MAX);
     const reply = (message: unknown): void => out.write(pack(message));
+    const closeWaiters: (() => void)[] = [];
+    let closed = false;
+    const connection: RpcConnection = {
+      id: ++this.#connections,
+      get closed() {
+        return closed;
+      },
+      get bufferedBytes() {
+        return out.bufferedBytes;
+      },
+      push: (frame) => {
+        if (!closed) reply(frame);
+      },
+      onDrain: (fn) =>
+        out.whenWritten(() => {
+          if (!closed) fn();
+        }),
+      onClose: (fn) => {
+        if (closed) (this.#options.runtime ?? systemRuntime).defer(fn);
+        else closeWaiters.push(fn);
+      },
+    };
     const decoder = new FrameDecoder({
       frameBytesMax,
       onFrame: (payload) => {
@@ -146,7 +194,7 @@ export class RpcServer {
         }
         if (++inflight >= inflightMax) socket.pause();
         Promise.resolve()
-          .then(() => this.#options.handler(request))
+          .then(() => this.#options.handler(request, connection))
           .then(
             (result) => reply({ ...result, id: request.id, ok: true }),
             (error: unknown) => {
@@ -172,7 +220,11 @@ export class RpcServer {
       }
     });
     socket.on("error", () => socket.destroy());
-    socket.on("close", () => this.#sockets.delete(socket));
+    socket.on("close", () => {
+      this.#sockets.delete(socket);
+      closed = true;
+      for (const fn of closeWaiters.splice(0)) fn();
+    });
   }
 
   async close(): Promise<void> {

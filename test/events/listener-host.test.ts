@@ -45,7 +45,9 @@ describe("listener plugins in the node's worker threads", () => {
     await client.createVolume("lsn");
     await client.createBucket("lsn", "bkt");
     for (let i = 0; i < 20; i++) await client.putKey("lsn", "bkt", `k${i}`, { size: i, etag: "e" });
-    const ledger = (await client.readEvents({ afterTxid: 0, limit: 1000 })).events as { txid: number }[];
+    const ledger = (await client.readEvents({ afterTxid: 0, limit: 1000 })).events as readonly {
+      txid: number;
+    }[];
     await waitFor("the plugin wrote every event", () => txids(declaredFile).length >= ledger.length);
     assert.deepEqual(
       txids(declaredFile),
@@ -194,7 +196,7 @@ describe("listener plugins in the node's worker threads", () => {
     const seen = txids(declaredFile);
     // At least once: every txid after the old checkpoint arrives, in order within a run.
     const ledger = (
-      (await client.readEvents({ afterTxid: 0, limit: 10_000 })).events as { txid: number }[]
+      (await client.readEvents({ afterTxid: 0, limit: 10_000 })).events as readonly { txid: number }[]
     ).map((e) => e.txid);
     for (const txid of ledger) assert.ok(seen.includes(txid), `txid ${txid} delivered`);
     assert.ok(before > 0);

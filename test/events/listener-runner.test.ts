@@ -90,7 +90,7 @@ describe("the separate listener runner (metaraft listeners run)", () => {
       "only the runner beside the leader delivers; the followers' stay idle",
     );
     const ledger = (
-      (await client.readEvents({ afterTxid: 0, limit: 1000 })).events as { txid: number }[]
+      (await client.readEvents({ afterTxid: 0, limit: 1000 })).events as readonly { txid: number }[]
     ).map((e) => e.txid);
     assert.deepEqual(
       linesOf(file).map((l) => l.txid),
@@ -113,7 +113,7 @@ describe("the separate listener runner (metaraft listeners run)", () => {
     // At least once: every event is in the file, whichever runner wrote it.
     const all = new Set(linesOf(file).map((l) => l.txid));
     const ledgerNow = (
-      (await client.readEvents({ afterTxid: 0, limit: 1000 })).events as { txid: number }[]
+      (await client.readEvents({ afterTxid: 0, limit: 1000 })).events as readonly { txid: number }[]
     ).map((e) => e.txid);
     for (const txid of ledgerNow) assert.ok(all.has(txid), `txid ${txid} delivered`);
     await cluster.startNode(leader);

@@ -88,7 +88,11 @@ describe("state snapshots", () => {
     assert.deepEqual(order, ["another task ran", "copied"]);
 
     const copy = openStore();
-    await copy.restore(data, 5);
+    const restoring = copy.restore(data, 5);
+    // Its txid is the snapshot's at once, its tables only once the commit lands: say so.
+    assert.equal(copy.restoring, true);
+    await restoring;
+    assert.equal(copy.restoring, false);
     assert.equal(dump(copy), expected);
     assert.equal(copy.appliedIndex, 11, "the copy's own applied index, above the snapshot's");
     assert.equal(copy.lastTxid, 1100);

@@ -16,6 +16,9 @@ export interface InProcessOptions {
   readonly events?: NodeConfig["events"];
   readonly listeners?: NodeConfig["listeners"];
   readonly lifecycle?: NodeConfig["lifecycle"];
+  readonly watch?: NodeConfig["watch"];
+  /** No fsync: for tests of memory and flow, never of durability. */
+  readonly noSync?: boolean;
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -57,6 +60,8 @@ export class InProcessCluster {
       ...(this.options.events ? { events: this.options.events } : {}),
       ...(this.options.listeners ? { listeners: this.options.listeners } : {}),
       ...(this.options.lifecycle ? { lifecycle: this.options.lifecycle } : {}),
+      ...(this.options.watch ? { watch: this.options.watch } : {}),
+      ...(this.options.noSync ? { noSync: true } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
