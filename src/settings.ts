@@ -250,6 +250,35 @@ export const SETTINGS = {
       help: "events the ledger keeps at most: past it, events go even if a listener has not checkpointed them (it is told what it missed)",
     },
   },
+  lifecycle: {
+    tickMs: {
+      type: "integer",
+      flag: "lifecycle-tick-ms",
+      unit: "ms",
+      min: 1,
+      max: 60 * 60 * 1000,
+      default: 1_000,
+      help: "the lifecycle service scans one page of keys this often (on the leader)",
+    },
+    pageKeys: {
+      type: "integer",
+      flag: "lifecycle-page-keys",
+      unit: "entries",
+      min: 1,
+      max: 10_000,
+      default: 1_000,
+      help: "keys the lifecycle service looks at per tick: its work per tick is bounded by it",
+    },
+    passIntervalMs: {
+      type: "integer",
+      flag: "lifecycle-pass-interval-ms",
+      unit: "ms",
+      min: 0,
+      max: 7 * 24 * 60 * 60 * 1000,
+      default: 60_000,
+      help: "after a pass over every bucket with rules, the next starts this long after (at once when the rules change)",
+    },
+  },
   watch: {
     progressMs: {
       type: "integer",

@@ -360,6 +360,7 @@ export function toNodeConfig(
     execution: { ...settings.execution },
     events: { ...settings.events },
     watch: { ...settings.watch },
+    lifecycle: { ...settings.lifecycle },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
     ...(settings.noSync ? { noSync: true } : {}),

@@ -29,7 +29,7 @@ export class NodeServices {
     leadership: Leadership;
     runtime: Runtime;
     expiry: (submit: Submit) => ExpiryQueue;
-    lifecycle?: { tickMs?: number; pageKeys?: number; passIntervalMs?: number };
+    lifecycle: { tickMs: number; pageKeys: number; passIntervalMs: number };
   }) {
     this.#store = parts.store;
     const clientId = `services-${randomUUID()}`;

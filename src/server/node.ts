@@ -67,12 +67,7 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly join?: string;
   /** Listener plugins this node registers when it leads (the config file's `listeners:`). */
   readonly listeners?: readonly ListenerDeclaration[];
-  /** The lifecycle service's pace (tests make it quick). */
-  readonly lifecycle?: {
-    readonly tickMs?: number;
-    readonly pageKeys?: number;
-    readonly passIntervalMs?: number;
-  };
+  readonly lifecycle?: Partial<NodeSettings["lifecycle"]>;
   /** Relative plugin module paths resolve against it; the working directory by default. */
   readonly baseDir?: string;
 }
@@ -85,7 +80,7 @@ export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core, events, watch } = SETTINGS;
+  const { raft, execution, core, events, watch, lifecycle } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -102,6 +97,11 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       disabled: config.events?.disabled ?? events.disabled.default,
       max: config.events?.max ?? events.max.default,
       hardMax: config.events?.hardMax ?? events.hardMax.default,
+    },
+    lifecycle: {
+      tickMs: config.lifecycle?.tickMs ?? lifecycle.tickMs.default,
+      pageKeys: config.lifecycle?.pageKeys ?? lifecycle.pageKeys.default,
+      passIntervalMs: config.lifecycle?.passIntervalMs ?? lifecycle.passIntervalMs.default,
     },
     watch: {
       progressMs: config.watch?.progressMs ?? watch.progressMs.default,
@@ -393,7 +393,7 @@ export class MetaraftNode {
           for (const k of keys) await submit({ op: "expireKey", ...k });
         },
       }),
-      ...(config.lifecycle ? { lifecycle: config.lifecycle } : {}),
+      lifecycle: settings.lifecycle,
     });
     this.watches = new WatchHub({
       store: this.store,

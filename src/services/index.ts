@@ -12,7 +12,6 @@ export {
 export {
   type ExpiredKey,
   type ExpiryQueue,
-  LIFECYCLE_DEFAULTS,
   LIFECYCLE_SERVICE,
   type LifecycleConfig,
   type LifecycleOptions,

@@ -57,14 +57,6 @@ export const LIFECYCLE_BUCKETS_MAX = 1000;
 export const LIFECYCLE_RULES_PER_BUCKET_MAX = 100;
 const PREFIX_BYTES_MAX = 1024;
 
-export const LIFECYCLE_DEFAULTS = {
-  /** One page per tick: the work of a tick is bounded by `pageKeys`. */
-  tickMs: 1_000,
-  pageKeys: 1_000,
-  /** After a full pass, the next starts this long after. */
-  passIntervalMs: 60_000,
-} as const;
-
 const EMPTY_PROGRESS: LifecycleProgress = {
   bucket: null,
   startAfter: null,
@@ -112,17 +104,18 @@ export function validateLifecycleConfig(raw: unknown): LifecycleConfig {
   return { buckets: out };
 }
 
+/** The pace: `lifecycle.*` settings (a page of `pageKeys` per `tickMs` bounds the work per tick). */
 export interface LifecycleOptions {
   readonly runtime: Runtime;
   readonly queue: ExpiryQueue;
-  readonly tickMs?: number;
-  readonly pageKeys?: number;
-  readonly passIntervalMs?: number;
+  readonly tickMs: number;
+  readonly pageKeys: number;
+  readonly passIntervalMs: number;
 }
 
 export class LifecycleService extends StatefulService<LifecycleConfig, LifecycleProgress> {
   readonly name = LIFECYCLE_SERVICE;
-  readonly #options: Required<LifecycleOptions>;
+  readonly #options: LifecycleOptions;
   #timer: Timer | undefined;
   #running = false;
   /** A tick in progress (its enqueue and progress save); stop waits for it. */
@@ -132,12 +125,7 @@ export class LifecycleService extends StatefulService<LifecycleConfig, Lifecycle
 
   constructor(parts: StatefulParts, options: LifecycleOptions) {
     super(parts);
-    this.#options = {
-      tickMs: LIFECYCLE_DEFAULTS.tickMs,
-      pageKeys: LIFECYCLE_DEFAULTS.pageKeys,
-      passIntervalMs: LIFECYCLE_DEFAULTS.passIntervalMs,
-      ...options,
-    };
+    this.#options = options;
   }
 
   validateConfiguration(config: unknown): LifecycleConfig {

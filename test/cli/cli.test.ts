@@ -306,6 +306,49 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
     failsInOneLine(await verb("listeners", "rm", "audit"), 1, "MR_ERR_LISTENER_NOT_FOUND");
   });
 
+  it("shows and drives services: service ls/stop/start, lifecycle set/get/rm expiring a key", async () => {
+    const row = async (): Promise<Record<string, unknown>> =>
+      (
+        JSON.parse(ok(await verb("service", "ls", "--json"), "service ls")).services as Record<
+          string,
+          unknown
+        >[]
+      ).find((s) => s.name === "lifecycle")!;
+    await waitFor("the lifecycle service runs on the leader", async () => (await row()).state === "running");
+    assert.match(ok(await verb("service", "ls"), "service ls"), /^lifecycle\s+running\s+\d\s+yes\s/m);
+    ok(await verb("key", "put", "vol1", "photos", "tmp/scratch", "--size", "1", "--etag", "x"), "put");
+    ok(
+      await verb("lifecycle", "set", "vol1/photos", "--prefix", "tmp/", "--expire-after", "1ms"),
+      "lifecycle set",
+    );
+    assert.match(
+      ok(await verb("lifecycle", "get", "vol1/photos"), "lifecycle get"),
+      /vol1\/photos\s+"tmp\/"\s+1 ms/,
+    );
+    await waitFor(
+      "the key expired",
+      async () => (await verb("key", "get", "vol1", "photos", "tmp/scratch")).code === 1,
+    );
+    assert.ok(
+      JSON.parse(ok(await verb("key", "ls", "vol1", "photos", "--json"), "key ls")).items.length > 0,
+      "others kept",
+    );
+    ok(await verb("lifecycle", "rm", "vol1/photos"), "lifecycle rm");
+    assert.equal(
+      ok(await verb("lifecycle", "get", "-w", "json"), "lifecycle get").trim(),
+      JSON.stringify({ buckets: {} }, null, 2),
+    );
+    failsInOneLine(
+      await verb("lifecycle", "set", "vol1/photos", "--expire-after", "soon"),
+      2,
+      "expire-after",
+    );
+    ok(await verb("service", "stop", "lifecycle"), "stop");
+    await waitFor("stopped", async () => (await row()).state === "stopped");
+    ok(await verb("service", "start", "lifecycle"), "start");
+    await waitFor("running", async () => (await row()).state === "running");
+  });
+
   it("shows one status row per node, with a leader", async () => {
     const out = ok(await verb("status"), "status")
       .trim()

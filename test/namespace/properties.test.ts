@@ -37,6 +37,13 @@ type Step =
       readonly size: number;
     }
   | {
+      readonly op: "expireKey";
+      readonly v: number;
+      readonly b: number;
+      readonly k: number;
+      readonly pick: number;
+    }
+  | {
       readonly op: "renameKey";
       readonly v: number;
       readonly b: number;
@@ -61,6 +68,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   },
   { arbitrary: fc.record({ op: fc.constant("deleteKey" as const), v, b, k }), weight: 2 },
   { arbitrary: fc.record({ op: fc.constant("renameKey" as const), v, b, k, to: k }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant("expireKey" as const), v, b, k, pick: fc.nat() }), weight: 1 },
   {
     arbitrary: fc.record({
       op: fc.constant("advance" as const),
@@ -90,6 +98,20 @@ function requestOf(s: Exclude<Step, { op: "advance" }>, opened: readonly Opened[
       return { op: s.op, volume: volumes[s.v]!, bucket: buckets[s.b]!, key: keys[s.k]! };
     case "renameKey":
       return { op: s.op, volume: volumes[s.v]!, bucket: buckets[s.b]!, key: keys[s.k]!, toKey: keys[s.to]! };
+    case "expireKey": {
+      // A key's object id is the open key id it was committed from: mostly one opened (which may
+      // or may not be what the key holds now), sometimes an id never opened.
+      const chosen = opened.length === 0 ? undefined : opened[s.pick % opened.length];
+      const target =
+        chosen !== undefined && s.pick % 4 !== 0 ? chosen : { v: s.v, b: s.b, k: s.k, openKeyId: s.pick };
+      return {
+        op: "expireKey",
+        volume: volumes[target.v]!,
+        bucket: buckets[target.b]!,
+        key: keys[target.k]!,
+        objectId: target.openKeyId,
+      };
+    }
     case "commitKey": {
       // Mostly commit what was opened (right key, right bucket); sometimes an id never opened.
       const chosen = opened.length === 0 ? undefined : opened[s.pick % opened.length];

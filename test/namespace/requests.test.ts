@@ -70,6 +70,7 @@ describe("the spec list", () => {
       "deleteBucket",
       "deleteKey",
       "deleteVolume",
+      "expireKey",
       "openKey",
       "renameKey",
     ]);
