@@ -9,6 +9,7 @@ import type { ApplyResult } from "../execution/state-machine.js";
 import { StateStore } from "../execution/state-store.js";
 import type { Request } from "../execution/types.js";
 import type { RaftHost } from "../host/index.js";
+import { QUEUE_INTERNAL_OPS, type QueueDeclaration, type QueueLog, QueueManager } from "../queues/index.js";
 import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
 import { type Runtime, systemRuntime } from "../runtime.js";
 import { type NodeAddress, SETTINGS, type Settings } from "../settings.js";
@@ -42,6 +43,7 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly execution?: Partial<NodeSettings["execution"]>;
   readonly core?: Partial<NodeSettings["core"]>;
   readonly events?: Partial<NodeSettings["events"]>;
+  readonly queue?: Partial<NodeSettings["queue"]>;
   readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
   readonly noSync?: NodeSettings["noSync"];
@@ -64,6 +66,8 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly join?: string;
   /** Listener plugins this node registers when it leads (the config file's `listeners:`). */
   readonly listeners?: readonly ListenerDeclaration[];
+  /** Queue consumers this node runs when it leads (the config file's `queues:`). */
+  readonly queues?: readonly QueueDeclaration[];
   /** Relative plugin module paths resolve against it; the working directory by default. */
   readonly baseDir?: string;
 }
@@ -76,7 +80,7 @@ export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core, events } = SETTINGS;
+  const { raft, execution, core, events, queue } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -93,6 +97,11 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       disabled: config.events?.disabled ?? events.disabled.default,
       max: config.events?.max ?? events.max.default,
       hardMax: config.events?.hardMax ?? events.hardMax.default,
+    },
+    queue: {
+      segmentBytes: config.queue?.segmentBytes ?? queue.segmentBytes.default,
+      truncationBytes: config.queue?.truncationBytes ?? queue.truncationBytes.default,
+      outstandingBytesMax: config.queue?.outstandingBytesMax ?? queue.outstandingBytesMax.default,
     },
     core: { mode: config.core?.mode ?? core.mode.default },
     requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
@@ -117,6 +126,15 @@ export const EVENT_LOOP_RESOLUTION_MS = 10;
 function splitAddress(address: string): { host: string; port: number } {
   const at = address.lastIndexOf(":");
   return { host: address.slice(0, at).replace(/^\[|\]$/g, ""), port: Number(address.slice(at + 1)) };
+}
+
+/** The queues' log lines through the node's logger. */
+function queueLog(logger: TransportLogger, node: NodeId): QueueLog {
+  return {
+    info: (message, fields) => logger.info({ node, ...fields }, message),
+    warn: (message, fields) => logger.warn({ node, ...fields }, message),
+    error: (message, fields) => logger.error({ node, ...fields }, message),
+  };
 }
 
 /** Asks a member for the membership; this node must already be in it (added by `member add`). */
@@ -177,7 +195,13 @@ const MEMBER_OPS: Record<
     return { from: node.config.id, ...(await node.listeners.rows()) };
   },
   listenerReport: (node, raw) => node.listeners.report(raw),
-  metrics: async (node) => ({ text: await node.listeners.metricsText() }),
+  metrics: async (node) => ({
+    text: (await node.listeners.metricsText()) + (await node.queues.metrics.metrics()),
+  }),
+  queueStatus: async (node) => {
+    leaderOnly(node);
+    return { from: node.config.id, queues: await node.queues.statuses() };
+  },
   memberList: (node, raw) => {
     if (raw.stale !== true) leaderOnly(node);
     return node.memberList();
@@ -279,6 +303,8 @@ export class MetaraftNode {
   readonly #eventLoop = new EventLoopMonitor(EVENT_LOOP_RESOLUTION_MS);
   /** The listener plugins this node runs in worker threads while it leads, and what `listeners ls` shows. */
   readonly listeners: NodeListeners;
+  /** The durable queues: their consumers' tails run while this node is the ready leader. */
+  readonly queues: QueueManager;
 
   private constructor(
     config: NodeConfig,
@@ -359,6 +385,16 @@ export class MetaraftNode {
       ...(config.logger ? { logger: config.logger } : {}),
     });
     replica.stateMachine.onEventsApplied = (_record, lastTxid) => this.listeners.appended(lastTxid);
+    this.queues = new QueueManager({
+      store,
+      core: this.core.sync,
+      leadership: this.host.leadership,
+      runtime: this.runtime,
+      pipeline: this.pipeline,
+      settings: settings.queue,
+      baseDir: config.baseDir ?? process.cwd(),
+      ...(config.logger ? { log: queueLog(config.logger, config.id) } : {}),
+    });
     this.#rpc = new RpcServer({
       host: self.host,
       port: self.clientPort,
@@ -419,6 +455,7 @@ export class MetaraftNode {
       await logEnv.close();
       throw error;
     }
+    await node.queues.startDeclared(config.queues ?? []);
     await node.#transport.start();
     node.host.start();
     const client = await node.#rpc.listen();
@@ -476,7 +513,15 @@ export class MetaraftNode {
       throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a write needs a callId (a non-negative integer)");
     }
     if (raw.op === "listenerAdd" || raw.op === "listenerUpdate") await this.listeners.precheck(raw);
-    return this.pipeline.submit(clientId, callId as number, raw as Request);
+    if (QUEUE_INTERNAL_OPS.has(raw.op)) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        `${raw.op} is a queue tail's own request, not a client's`,
+      );
+    }
+    const reply = this.pipeline.submit(clientId, callId as number, raw as Request);
+    this.queues.observe(raw, reply);
+    return reply;
   }
 
   /** With `eventLoopReset`, `eventLoop` is the window that ends here and a new one starts. */
@@ -578,6 +623,7 @@ export class MetaraftNode {
   }
 
   async close(): Promise<void> {
+    await this.queues.close();
     await this.listeners.close();
     await this.#rpc.close();
     await this.host.stop();
