@@ -16,6 +16,7 @@ import {
 } from "./endpoints.js";
 import { addListenerVerbs } from "./listener-verbs.js";
 import { body, cell, fields, json, table, time } from "./output.js";
+import { addQueueVerbs } from "./queue-verbs.js";
 
 /**
  * The client verbs: `volume`, `bucket`, `key` and `status`. Every verb takes the connection
@@ -196,6 +197,7 @@ function recordOf(reply: Reply, field: string): Reply {
 export function addVerbs(program: Command): void {
   addMemberVerbs(program);
   addListenerVerbs(program);
+  addQueueVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(
