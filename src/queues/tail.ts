@@ -404,7 +404,14 @@ export class QueueTail {
     let bytes = 0;
     let { row, offset, index } = cursor;
     while (events.length < max && offset < meta.appended) {
-      const parsed = this.#row(meta, row);
+      let parsed: ParsedRow;
+      try {
+        parsed = this.#row(meta, row);
+      } catch (error) {
+        // The events before a corrupt row are delivered first: the next read stops at it.
+        if (events.length > 0 && hasCode(error, "MR_ERR_LOG_CORRUPT")) break;
+        throw error;
+      }
       let i = position(parsed.offsets, offset);
       if (i < 0) {
         throw new MetaraftError(

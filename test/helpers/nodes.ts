@@ -15,6 +15,8 @@ export interface InProcessOptions {
   readonly snapshotTrailingEntries?: number;
   readonly events?: NodeConfig["events"];
   readonly listeners?: NodeConfig["listeners"];
+  readonly queue?: NodeConfig["queue"];
+  readonly queues?: NodeConfig["queues"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -55,6 +57,8 @@ export class InProcessCluster {
       ...(this.options.clock ? { clock: this.options.clock } : {}),
       ...(this.options.events ? { events: this.options.events } : {}),
       ...(this.options.listeners ? { listeners: this.options.listeners } : {}),
+      ...(this.options.queue ? { queue: this.options.queue } : {}),
+      ...(this.options.queues ? { queues: this.options.queues } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
