@@ -112,7 +112,8 @@ export function addQueueVerbs(program: Command): void {
       .argument("<event...>"),
   ).action(
     action(async (session, args) => {
-      const [name, ...events] = args as [string, ...string[]];
+      // Commander hands a variadic argument over as one array.
+      const [name, events] = args as unknown as [string, string[]];
       const reply = await session.call((c) => c.queueAdd(name, events));
       printReply(
         session,
