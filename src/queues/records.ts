@@ -46,8 +46,10 @@ export const META_PREFIX = "m/";
 export const metaKey = (queue: string): string => `${META_PREFIX}${queue}`;
 export const dataPrefix = (queue: string): string => `d/${queue}/`;
 export const hex16 = (n: number): string => n.toString(16).padStart(16, "0");
+export const segmentPrefix = (queue: string, segment: number): string =>
+  `${dataPrefix(queue)}${hex16(segment)}/`;
 export const dataKey = (queue: string, segment: number, offset: number): string =>
-  `${dataPrefix(queue)}${hex16(segment)}/${hex16(offset)}`;
+  `${segmentPrefix(queue, segment)}${hex16(offset)}`;
 export const deadLetterPrefix = (queue: string): string => `x/${queue}/`;
 export const deadLetterKey = (queue: string, offset: number): string =>
   `${deadLetterPrefix(queue)}${hex16(offset)}`;

@@ -8,7 +8,6 @@ import {
   DEAD_LETTERS_MAX,
   type DeadLetter,
   dataKey,
-  dataPrefix,
   deadLetterKey,
   deadLetterPrefix,
   decodeDeadLetter,
@@ -17,7 +16,6 @@ import {
   frameBytesOf,
   listMetas,
   metaKey,
-  parseDataKey,
   QUEUE_ADD_BYTES_MAX,
   QUEUE_ADD_EVENTS_MAX,
   QUEUE_EVENT_BYTES_MAX,
@@ -28,6 +26,7 @@ import {
   rowEventBytes,
   rowHeaderFrame,
   segmentOf,
+  segmentPrefix,
 } from "./records.js";
 
 /**
@@ -35,8 +34,8 @@ import {
  * (or, in the replicated-request mode, every node at apply) runs them against the state and the
  * request alone, so every node writes the same rows. `queueAdd` assigns offsets and refuses what
  * would overfill the queue; the tail's `queueTruncate` and `queueDeadLetter` move the restart
- * point forward only; deleting truncated segments is bounded work per request, continued by the
- * queue's next requests (LMDB has no range delete).
+ * point forward only, and delete truncated segments in bounded steps (LMDB has no range delete),
+ * the tail sending truncations at the same point until none is left.
  */
 
 /** Data rows one request deletes at most: a truncated segment goes over several entries, never stalling one. */
@@ -187,8 +186,11 @@ function appendFrames(
 }
 
 /**
- * Deletes the rows of segments wholly below the truncation point, at most
- * `QUEUE_DELETE_ROWS_PER_REQUEST`; what is left goes with the queue's next request.
+ * Deletes the rows of segments wholly below the truncation point, oldest first, at most
+ * `QUEUE_DELETE_ROWS_PER_REQUEST` (an empty segment number visited counts as one); the rest goes
+ * with the queue's next truncation. Only the tail's requests delete, one in flight per queue, so
+ * an entry carries a bounded number of deletes however many adds ride in it. Each scan covers one
+ * old segment's prefix: the leader's overlay of adds in flight (in the newest segment) stays out.
  */
 function compact(
   reader: StateReader,
@@ -196,25 +198,24 @@ function compact(
 ): { writes: Write[]; meta: QueueMeta; deleted: number } {
   const below = segmentOf(meta.truncated, meta.segmentBytes);
   if (meta.firstSegment >= below) return { writes: [], meta, deleted: 0 };
-  const found = reader.scan("queues", dataPrefix(meta.name), undefined, QUEUE_DELETE_ROWS_PER_REQUEST + 1);
   const writes: Write[] = [];
-  const deletedSegments = new Set<number>();
-  let next: number | undefined;
-  for (const [i, row] of found.entries()) {
-    const { segment } = parseDataKey(row.key);
-    if (segment >= below || i >= QUEUE_DELETE_ROWS_PER_REQUEST) {
-      next = segment;
-      break;
-    }
-    writes.push({ table: "queues", key: row.key, value: null });
-    deletedSegments.add(segment);
+  let budget = QUEUE_DELETE_ROWS_PER_REQUEST;
+  let segment = meta.firstSegment;
+  let emptied = 0;
+  while (segment < below && budget > 0) {
+    // One more than the budget: whether rows are left in the segment after these.
+    const found = reader.scan("queues", segmentPrefix(meta.name, segment), undefined, budget + 1);
+    const taken = found.slice(0, budget);
+    for (const row of taken) writes.push({ table: "queues", key: row.key, value: null });
+    if (found.length > budget) break;
+    if (found.length > 0) emptied++;
+    budget -= Math.max(1, taken.length);
+    segment++;
   }
-  if (next !== undefined) deletedSegments.delete(next);
-  const firstSegment = next === undefined ? below : Math.min(next, below);
-  if (writes.length > meta.rows || deletedSegments.size > meta.segments) {
+  if (writes.length > meta.rows || emptied > meta.segments) {
     throw new MetaraftError(
       "MR_ERR_LOG_CORRUPT",
-      `queue ${meta.name}: deleting ${writes.length} rows of ${deletedSegments.size} segments, but it counts ${meta.rows} rows in ${meta.segments}`,
+      `queue ${meta.name}: deleting ${writes.length} rows of ${emptied} segments, but it counts ${meta.rows} rows in ${meta.segments}`,
     );
   }
   return {
@@ -222,9 +223,9 @@ function compact(
     deleted: writes.length,
     meta: {
       ...meta,
-      firstSegment,
+      firstSegment: segment,
       rows: meta.rows - writes.length,
-      segments: meta.segments - deletedSegments.size,
+      segments: meta.segments - emptied,
     },
   };
 }
@@ -417,10 +418,9 @@ export function queueSpecs(core: CoreSync): readonly RequestSpec[] {
       }
       const frames = core.encodeFrames(request.events, QUEUE_EVENT_BYTES_MAX);
       const appended = appendFrames(before, frames, lengths, rowHeaderFrame(time, crc));
-      const compacted = compact(reader, appended.meta);
-      const meta = compacted.meta;
+      const meta = appended.meta;
       return {
-        writes: [...appended.writes, ...compacted.writes, metaWrite(meta)],
+        writes: [...appended.writes, metaWrite(meta)],
         reply: {
           offset: before.appended,
           index: before.appendedEvents,
@@ -625,14 +625,14 @@ export function queueSpecs(core: CoreSync): readonly RequestSpec[] {
         frames.map((f) => f.length),
         rowHeaderFrame(time, crc),
       );
-      const compacted = compact(reader, appended.meta);
+      const meta = appended.meta;
       return {
-        writes: [...writes, ...appended.writes, ...compacted.writes, metaWrite(compacted.meta)],
+        writes: [...writes, ...appended.writes, metaWrite(meta)],
         reply: {
           retried: frames.length,
           offset: before.appended,
-          deadLetters: compacted.meta.deadLetters,
-          outstandingBytes: compacted.meta.appended - compacted.meta.truncated,
+          deadLetters: meta.deadLetters,
+          outstandingBytes: meta.appended - meta.truncated,
         },
       };
     },

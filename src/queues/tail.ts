@@ -1,7 +1,7 @@
 import { type CoreSync, framePayloads } from "../core/index.js";
 import { hasCode, MetaraftError } from "../errors.js";
 import type { Request, StateReader } from "../execution/types.js";
-import type { Runtime, Timer } from "../runtime.js";
+import { nextTurn, type Runtime, type Timer } from "../runtime.js";
 import type { ConsumerOptions, QueueEvent, QueueHandler, QueueLog } from "./options.js";
 import {
   dataKey,
@@ -278,6 +278,9 @@ export class QueueTail {
         this.#headAttempts = 0;
         this.#state = "running";
         delay = options.retryInitialMs;
+        // A handler that resolves at once makes this loop all microtasks: without a turn of the
+        // event loop between batches, a backlog would starve Raft's heartbeats and the clients.
+        await nextTurn(runtime);
         continue;
       }
       this.#retries++;
