@@ -323,6 +323,40 @@ describe("durable queues on a cluster", () => {
     }
   });
 
+  it("lets the event loop turn between batches while it works through a backlog with a handler that returns at once", async () => {
+    const cluster = await InProcessCluster.start({ nodes: 1 });
+    try {
+      const client = cluster.client();
+      await client.queueRegister("backlog", { maxOutstandingBytes: 1 << 24, segmentBytes: 1 << 22 });
+      for (let i = 0; i < 10; i++) {
+        await client.queueAdd(
+          "backlog",
+          Array.from({ length: 500 }, (_, j) => `b${i}-${j}`),
+        );
+      }
+      let processed = 0;
+      let atNextTurn = -1;
+      cluster.nodes[0]!.queues.forConsumer(
+        "backlog",
+        (events) => {
+          // From the first batch on: what has been processed when the event loop next turns.
+          if (processed === 0) {
+            setImmediate(() => {
+              atNextTurn = processed;
+            });
+          }
+          processed += events.length;
+        },
+        { maxItemsAtOnce: 10 },
+      );
+      await waitFor("the backlog processed", () => processed === 5000);
+      // Without a turn between batches the whole backlog would go before any I/O or timer.
+      assert.ok(atNextTurn >= 0 && atNextTurn < 5000, `processed ${atNextTurn} before the next turn`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it("refuses the tail's own requests from a client", async () => {
     const cluster = await InProcessCluster.start({ nodes: 1 });
     try {
