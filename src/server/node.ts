@@ -128,12 +128,12 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, at).replace(/^\[|\]$/g, ""), port: Number(address.slice(at + 1)) };
 }
 
-/** The queues' log lines through the node's logger. */
-function queueLog(logger: TransportLogger, node: NodeId): QueueLog {
+/** The queues' log lines through the node's logger (which names the node already). */
+function queueLog(logger: TransportLogger): QueueLog {
   return {
-    info: (message, fields) => logger.info({ node, ...fields }, message),
-    warn: (message, fields) => logger.warn({ node, ...fields }, message),
-    error: (message, fields) => logger.error({ node, ...fields }, message),
+    info: (message, fields) => logger.info({ ...fields }, message),
+    warn: (message, fields) => logger.warn({ ...fields }, message),
+    error: (message, fields) => logger.error({ ...fields }, message),
   };
 }
 
@@ -393,7 +393,7 @@ export class MetaraftNode {
       pipeline: this.pipeline,
       settings: settings.queue,
       baseDir: config.baseDir ?? process.cwd(),
-      ...(config.logger ? { log: queueLog(config.logger, config.id) } : {}),
+      ...(config.logger ? { log: queueLog(config.logger) } : {}),
     });
     this.#rpc = new RpcServer({
       host: self.host,
