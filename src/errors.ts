@@ -87,6 +87,28 @@ export const errorRegistry = {
   MR_ERR_PLUGIN_LOAD_FAILED: { message: "the listener plugin module could not be loaded", httpStatus: 500 },
   MR_ERR_WATCH_LIMIT: { message: "too many watches on this node or connection", httpStatus: 429 },
 
+  MR_ERR_QUEUE_FULL: {
+    message: "the queue holds its maxOutstandingBytes of events not yet processed; retry later",
+    httpStatus: 429,
+  },
+  MR_ERR_QUEUE_NOT_FOUND: { message: "no queue of that name", httpStatus: 404 },
+  MR_ERR_QUEUE_HANDLER_TIMEOUT: {
+    message: "a queue consumer's handler did not finish within its handlerTimeoutMs",
+    httpStatus: 504,
+  },
+  MR_ERR_QUEUE_CONSUMER_EXISTS: {
+    message: "a consumer of that queue is registered already",
+    httpStatus: 409,
+  },
+  MR_ERR_QUEUE_CONSUMER_INVALID: {
+    message: "the queue consumer module does not export a handler factory",
+    httpStatus: 400,
+  },
+  MR_ERR_QUEUE_CONSUMER_LOAD_FAILED: {
+    message: "the queue consumer module could not be loaded",
+    httpStatus: 500,
+  },
+
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
   MR_ERR_POOL_QUEUE_FULL: { message: "the worker pool queue is full", httpStatus: 503 },

@@ -39,6 +39,7 @@ export const DEFAULT_RAFT_PORT = 7001;
 export const DEFAULT_CLIENT_PORT = 8001;
 export const DEFAULT_DATA_ROOT = "./data";
 
+const KiB = 1024;
 const MiB = 1024 * 1024;
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -305,6 +306,35 @@ export const SETTINGS = {
       max: 1_000_000,
       default: 1024,
       help: "watches one node serves at once; more are refused with MR_ERR_WATCH_LIMIT",
+    },
+  },
+  queue: {
+    segmentBytes: {
+      type: "integer",
+      flag: "queue-segment-bytes",
+      unit: "bytes",
+      min: 4 * KiB,
+      max: 1024 * MiB,
+      default: 4 * MiB,
+      help: "a durable queue's data rolls over into a new segment at this many bytes; a segment is deleted once truncated past (fixed per queue when it is created)",
+    },
+    truncationBytes: {
+      type: "integer",
+      flag: "queue-truncation-bytes",
+      unit: "bytes",
+      min: 1,
+      max: 1024 * MiB,
+      default: 128 * KiB,
+      help: "a queue consumer replicates its restart point (a truncation) each time it has processed this many bytes, unless the consumer says otherwise",
+    },
+    outstandingBytesMax: {
+      type: "integer",
+      flag: "queue-outstanding-bytes-max",
+      unit: "bytes",
+      min: 1 * KiB,
+      max: 64 * 1024 * MiB,
+      default: 64 * MiB,
+      help: "bytes a queue holds not yet truncated, unless its consumer says otherwise: an add past it fails at once with MR_ERR_QUEUE_FULL",
     },
   },
   core: {

@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parseDocument, stringify } from "yaml";
 import { MetaraftError } from "../errors.js";
 import { type ListenerDeclaration, parseListenerDeclarations } from "../events/index.js";
+import { parseQueueDeclarations, type QueueDeclaration } from "../queues/index.js";
 import { parseCluster } from "../server/kv-node.js";
 import type { NodeConfig } from "../server/node.js";
 import {
@@ -182,6 +183,8 @@ export interface ConfigFile {
   readonly values: RawSettings;
   /** The `listeners:` list: plugins the node registers when it leads (relative module paths resolved against the file's directory). */
   readonly listeners?: readonly ListenerDeclaration[];
+  /** The `queues:` list: queue consumers the node runs when it leads (relative module paths resolved against the file's directory). */
+  readonly queues?: readonly QueueDeclaration[];
 }
 
 function invalid(detail: string): MetaraftError {
@@ -212,12 +215,18 @@ export function parseConfigText(source: string, name: string): ConfigFile {
   }
   const values: Record<string, unknown> = {};
   let listeners: ListenerDeclaration[] | undefined;
+  let queues: QueueDeclaration[] | undefined;
   const walk = (object: Record<string, unknown>, prefix: string): void => {
     for (const [key, value] of Object.entries(object)) {
       const path = prefix + key;
       // Not a setting: a list of plugins, each a map (DESIGN.md, "The event ledger and plugins").
       if (path === "listeners") {
         if (value !== null && value !== undefined) listeners = parseListenerDeclarations(value, name);
+        continue;
+      }
+      // Not a setting either: queue consumers, each a module (DESIGN.md, "Durable queues").
+      if (path === "queues") {
+        if (value !== null && value !== undefined) queues = parseQueueDeclarations(value, name);
         continue;
       }
       if (BY_PATH.has(path)) {
@@ -238,7 +247,7 @@ export function parseConfigText(source: string, name: string): ConfigFile {
     }
   };
   walk(root as Record<string, unknown>, "");
-  return { name, values, ...(listeners ? { listeners } : {}) };
+  return { name, values, ...(listeners ? { listeners } : {}), ...(queues ? { queues } : {}) };
 }
 
 function suggestion(path: string): string {
@@ -258,13 +267,16 @@ export function loadConfigFile(file: string): ConfigFile {
     throw invalid(`cannot read config file ${file}${code ? ` (${code})` : ""}`);
   }
   const parsed = parseConfigText(source, file);
-  if (!parsed.listeners) return parsed;
+  if (!parsed.listeners && !parsed.queues) return parsed;
   // A module path in a config file means a path beside the file, wherever the node starts from.
   const dir = dirname(resolve(file));
-  const listeners = parsed.listeners.map((l) =>
-    l.module.startsWith("./") || l.module.startsWith("../") ? { ...l, module: resolve(dir, l.module) } : l,
-  );
-  return { ...parsed, listeners };
+  const beside = <T extends { readonly module: string }>(d: T): T =>
+    d.module.startsWith("./") || d.module.startsWith("../") ? { ...d, module: resolve(dir, d.module) } : d;
+  return {
+    ...parsed,
+    ...(parsed.listeners ? { listeners: parsed.listeners.map(beside) } : {}),
+    ...(parsed.queues ? { queues: parsed.queues.map(beside) } : {}),
+  };
 }
 
 /**
@@ -361,6 +373,7 @@ export function toNodeConfig(
     events: { ...settings.events },
     watch: { ...settings.watch },
     lifecycle: { ...settings.lifecycle },
+    queue: { ...settings.queue },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
     ...(settings.noSync ? { noSync: true } : {}),

@@ -165,6 +165,7 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
       forceNewCluster: options.forceNewCluster === true,
       ...(typeof options.join === "string" ? { join: options.join } : {}),
       ...(file?.listeners ? { listeners: file.listeners } : {}),
+      ...(file?.queues ? { queues: file.queues } : {}),
     });
   });
 

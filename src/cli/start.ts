@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { MetaraftError } from "../errors.js";
 import type { ListenerDeclaration } from "../events/index.js";
+import type { QueueDeclaration } from "../queues/index.js";
 import { MetaraftNode } from "../server/node.js";
 import { DEV_SECRET, type Settings, selfOf, toNodeConfig } from "./config.js";
 import { EXIT_ERROR, errorLine } from "./output.js";
@@ -25,6 +26,7 @@ export async function runNode(
     forceNewCluster?: boolean;
     join?: string;
     listeners?: readonly ListenerDeclaration[];
+    queues?: readonly QueueDeclaration[];
   } = {},
 ): Promise<void> {
   const logger = pino({ level: settings.log.level, base: { node: settings.id } }, pino.destination(2));
@@ -43,6 +45,7 @@ export async function runNode(
     ...(options.forceNewCluster ? { forceNewCluster: true } : {}),
     ...(options.join ? { join: options.join } : {}),
     ...(options.listeners ? { listeners: options.listeners } : {}),
+    ...(options.queues ? { queues: options.queues } : {}),
   };
   if (settings.secret === DEV_SECRET && settings.cluster.some((m) => !LOOPBACK.test(m.host))) {
     logger.warn({}, "the cluster listens beyond loopback with the dev secret: set secret in the config");

@@ -16,6 +16,7 @@ import {
 } from "./endpoints.js";
 import { addListenerVerbs } from "./listener-verbs.js";
 import { body, cell, fields, json, table, time } from "./output.js";
+import { addQueueVerbs } from "./queue-verbs.js";
 import { addServiceVerbs } from "./service-verbs.js";
 
 /**
@@ -198,6 +199,7 @@ export function addVerbs(program: Command): void {
   addMemberVerbs(program);
   addListenerVerbs(program);
   addServiceVerbs(program);
+  addQueueVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(

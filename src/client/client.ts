@@ -281,6 +281,59 @@ export class MetaraftClient {
     return this.write("listenerCheckpoint", { name, txid });
   }
 
+  /**
+   * Appends events (bytes, or strings as UTF-8) to a durable queue, in order; resolves with the
+   * first event's offset and the queue's outstanding bytes. MR_ERR_QUEUE_FULL when it is full.
+   */
+  queueAdd(queue: string, events: Uint8Array | string | readonly (Uint8Array | string)[]): Promise<Reply> {
+    const list = typeof events === "string" || events instanceof Uint8Array ? [events] : events;
+    return this.write("queueAdd", {
+      queue,
+      events: list.map((e) => (typeof e === "string" ? Buffer.from(e, "utf8") : e)),
+    });
+  }
+
+  /** Creates a queue, or changes its maxOutstandingBytes (a consumer does this when its node leads). */
+  queueRegister(
+    queue: string,
+    limits: { maxOutstandingBytes: number; segmentBytes: number },
+  ): Promise<Reply> {
+    return this.write("queueRegister", { queue, ...limits });
+  }
+
+  /** Every queue's replicated state (offsets, outstanding bytes, segments, dead letters). */
+  queues(options: ReadOptions = {}): Promise<Reply> {
+    return this.read("queues", {}, options);
+  }
+
+  /** `queue ls`: every queue with its tail's progress, latency and state, as the leader sees them. */
+  queueStatus(): Promise<Reply> {
+    return this.#rpc.call("queueStatus", {});
+  }
+
+  /** A queue's dead letters, oldest first: each event with its error and attempts. */
+  queueDeadLetters(
+    queue: string,
+    options: { afterOffset?: number; limit?: number } & ReadOptions = {},
+  ): Promise<Reply> {
+    const { stale, timeoutMs, ...fields } = options;
+    return this.read(
+      "queueDeadLetters",
+      { queue, ...fields },
+      { ...(stale ? { stale } : {}), ...(timeoutMs ? { timeoutMs } : {}) },
+    );
+  }
+
+  /** Appends up to `limit` dead letters to the queue's end again; `deadLetters` says how many are left. */
+  queueRetryDeadLetters(queue: string, options: { limit?: number } = {}): Promise<Reply> {
+    return this.write("queueRetryDeadLetters", { queue, ...options });
+  }
+
+  /** Deletes up to `limit` dead letters; `deadLetters` says how many are left. */
+  queuePurgeDeadLetters(queue: string, options: { limit?: number } = {}): Promise<Reply> {
+    return this.write("queuePurgeDeadLetters", { queue, ...options });
+  }
+
   close(): void {
     this.#rpc.close();
   }

@@ -1,17 +1,51 @@
 import { randomUUID } from "node:crypto";
+import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
 import type { WritePipeline } from "../execution/pipeline.js";
 import type { StateStore } from "../execution/state-store.js";
 import type { Leadership } from "../host/index.js";
+import type { QueueManager } from "../queues/index.js";
 import type { Runtime } from "../runtime.js";
 import {
+  type ExpiredKey,
   type ExpiryQueue,
+  LIFECYCLE_SERVICE,
   LifecycleService,
   listServiceConfigs,
   ServiceManager,
   type ServiceStatus,
   type Submit,
 } from "../services/index.js";
+
+/** The lifecycle service's queue: a MessagePack `ExpiredKey` per event. */
+export const LIFECYCLE_QUEUE = LIFECYCLE_SERVICE;
+
+/**
+ * The durable queue between the lifecycle scan and the deletes: its consumer (on the ready
+ * leader) deletes each key through `expireKey`, which spares a key overwritten since. A delete
+ * that fails (the leader stepped down) is retried by the queue from its truncation point.
+ */
+export function lifecycleQueue(queues: QueueManager, submit: Submit): ExpiryQueue {
+  const consumer = queues.forConsumer(LIFECYCLE_QUEUE, async (events) => {
+    for (const event of events) {
+      const key = unpack(event.data) as ExpiredKey;
+      await submit({
+        op: "expireKey",
+        volume: key.volume,
+        bucket: key.bucket,
+        key: key.key,
+        objectId: key.objectId,
+      });
+    }
+  });
+  return {
+    add: async (keys) => {
+      await consumer.add(
+        keys.map((k) => pack({ volume: k.volume, bucket: k.bucket, key: k.key, objectId: k.objectId })),
+      );
+    },
+  };
+}
 
 /**
  * A node's services: the manager that runs them while the node is the ready leader, the

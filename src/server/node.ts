@@ -9,6 +9,7 @@ import type { ApplyResult } from "../execution/state-machine.js";
 import { StateStore } from "../execution/state-store.js";
 import type { Request } from "../execution/types.js";
 import type { RaftHost } from "../host/index.js";
+import { QUEUE_INTERNAL_OPS, type QueueDeclaration, type QueueLog, QueueManager } from "../queues/index.js";
 import type { ConfChange, ConfState, NodeId } from "../raft/index.js";
 import { type Runtime, systemRuntime } from "../runtime.js";
 import { type NodeAddress, SETTINGS, type Settings } from "../settings.js";
@@ -22,7 +23,7 @@ import { bootstrapFingerprint, PeerTransport, type TransportLogger } from "../tr
 import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import { EventLoopMonitor } from "./event-loop.js";
 import { NodeListeners } from "./node-listeners.js";
-import { NodeServices } from "./node-services.js";
+import { lifecycleQueue, NodeServices } from "./node-services.js";
 import { assembleReplica } from "./replica.js";
 import { type RpcConnection, type RpcRequest, RpcServer } from "./rpc-server.js";
 import { WatchHub } from "./watch-hub.js";
@@ -45,6 +46,7 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly core?: Partial<NodeSettings["core"]>;
   readonly events?: Partial<NodeSettings["events"]>;
   readonly watch?: Partial<NodeSettings["watch"]>;
+  readonly queue?: Partial<NodeSettings["queue"]>;
   readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
   readonly noSync?: NodeSettings["noSync"];
@@ -68,6 +70,8 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   /** Listener plugins this node registers when it leads (the config file's `listeners:`). */
   readonly listeners?: readonly ListenerDeclaration[];
   readonly lifecycle?: Partial<NodeSettings["lifecycle"]>;
+  /** Queue consumers this node runs when it leads (the config file's `queues:`). */
+  readonly queues?: readonly QueueDeclaration[];
   /** Relative plugin module paths resolve against it; the working directory by default. */
   readonly baseDir?: string;
 }
@@ -80,7 +84,7 @@ export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core, events, watch, lifecycle } = SETTINGS;
+  const { raft, execution, core, events, watch, lifecycle, queue } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -108,6 +112,11 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       bufferBytesMax: config.watch?.bufferBytesMax ?? watch.bufferBytesMax.default,
       watchersMax: config.watch?.watchersMax ?? watch.watchersMax.default,
     },
+    queue: {
+      segmentBytes: config.queue?.segmentBytes ?? queue.segmentBytes.default,
+      truncationBytes: config.queue?.truncationBytes ?? queue.truncationBytes.default,
+      outstandingBytesMax: config.queue?.outstandingBytesMax ?? queue.outstandingBytesMax.default,
+    },
     core: { mode: config.core?.mode ?? core.mode.default },
     requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
     noSync: config.noSync ?? SETTINGS.noSync.default,
@@ -131,6 +140,15 @@ export const EVENT_LOOP_RESOLUTION_MS = 10;
 function splitAddress(address: string): { host: string; port: number } {
   const at = address.lastIndexOf(":");
   return { host: address.slice(0, at).replace(/^\[|\]$/g, ""), port: Number(address.slice(at + 1)) };
+}
+
+/** The queues' log lines through the node's logger (which names the node already). */
+function queueLog(logger: TransportLogger): QueueLog {
+  return {
+    info: (message, fields) => logger.info({ ...fields }, message),
+    warn: (message, fields) => logger.warn({ ...fields }, message),
+    error: (message, fields) => logger.error({ ...fields }, message),
+  };
 }
 
 /** Asks a member for the membership; this node must already be in it (added by `member add`). */
@@ -195,7 +213,13 @@ const MEMBER_OPS: Record<
     if (raw.stale !== true) leaderOnly(node);
     return { from: node.config.id, ...node.services.list() };
   },
-  metrics: async (node) => ({ text: await node.listeners.metricsText() }),
+  metrics: async (node) => ({
+    text: (await node.listeners.metricsText()) + (await node.queues.metrics.metrics()),
+  }),
+  queueStatus: async (node) => {
+    leaderOnly(node);
+    return { from: node.config.id, queues: await node.queues.statuses() };
+  },
   memberList: (node, raw) => {
     if (raw.stale !== true) leaderOnly(node);
     return node.memberList();
@@ -301,6 +325,8 @@ export class MetaraftNode {
   readonly services: NodeServices;
   /** The watches this node serves (any member serves them, from what it has applied). */
   readonly watches: WatchHub;
+  /** The durable queues: their consumers' tails run while this node is the ready leader. */
+  readonly queues: QueueManager;
 
   private constructor(
     config: NodeConfig,
@@ -381,18 +407,25 @@ export class MetaraftNode {
       ...(config.logger ? { logger: config.logger } : {}),
     });
     replica.stateMachine.onEventsApplied = (_record, lastTxid) => this.listeners.appended(lastTxid);
+    this.queues = new QueueManager({
+      store,
+      core: this.core.sync,
+      leadership: this.host.leadership,
+      runtime: this.runtime,
+      pipeline: this.pipeline,
+      settings: settings.queue,
+      baseDir: config.baseDir ?? process.cwd(),
+      ...(config.logger ? { log: queueLog(config.logger) } : {}),
+    });
     this.services = new NodeServices({
       nodeId: config.id,
       store,
       pipeline: this.pipeline,
       leadership: this.host.leadership,
       runtime: this.runtime,
-      // Until the durable queue: each expired key deleted at once through the write path.
-      expiry: (submit) => ({
-        add: async (keys) => {
-          for (const k of keys) await submit({ op: "expireKey", ...k });
-        },
-      }),
+      // The expired keys go through a durable queue, whose handler deletes each one that still
+      // holds the object it was found with: a failover loses none and deletes none twice.
+      expiry: (submit) => lifecycleQueue(this.queues, submit),
       lifecycle: settings.lifecycle,
     });
     this.watches = new WatchHub({
@@ -469,6 +502,7 @@ export class MetaraftNode {
       await logEnv.close();
       throw error;
     }
+    await node.queues.startDeclared(config.queues ?? []);
     await node.#transport.start();
     node.host.start();
     const client = await node.#rpc.listen();
@@ -530,7 +564,15 @@ export class MetaraftNode {
       throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a write needs a callId (a non-negative integer)");
     }
     if (raw.op === "listenerAdd" || raw.op === "listenerUpdate") await this.listeners.precheck(raw);
-    return this.pipeline.submit(clientId, callId as number, raw as Request);
+    if (QUEUE_INTERNAL_OPS.has(raw.op)) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        `${raw.op} is a queue tail's own request, not a client's`,
+      );
+    }
+    const reply = this.pipeline.submit(clientId, callId as number, raw as Request);
+    this.queues.observe(raw, reply);
+    return reply;
   }
 
   /** With `eventLoopReset`, `eventLoop` is the window that ends here and a new one starts. */
@@ -633,7 +675,9 @@ export class MetaraftNode {
   }
 
   async close(): Promise<void> {
+    // Services first: the lifecycle service adds to a queue.
     await this.services.close();
+    await this.queues.close();
     await this.listeners.close();
     this.watches.close();
     await this.#rpc.close();

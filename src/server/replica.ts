@@ -6,6 +6,7 @@ import type { StateStore } from "../execution/state-store.js";
 import type { RequestSpec } from "../execution/types.js";
 import { type HostTransport, RaftHost } from "../host/index.js";
 import { namespaceSpecsByOp } from "../namespace/index.js";
+import { queueSpecs } from "../queues/index.js";
 import type { ConfChange, ConfState, NodeId, RaftLogStore } from "../raft/index.js";
 import type { Runtime } from "../runtime.js";
 import { LIFECYCLE_SERVICE, serviceSpecs, validateLifecycleConfig } from "../services/index.js";
@@ -50,6 +51,7 @@ export function assembleReplica(parts: ReplicaParts): Replica {
     ...namespaceSpecsByOp,
     ...ledgerSpecs(parts.core).map((spec) => [spec.op, spec] as const),
     ...serviceSpecs(SERVICE_VALIDATORS).map((spec) => [spec.op, spec] as const),
+    ...queueSpecs(parts.core).map((spec) => [spec.op, spec] as const),
   ]);
   const stateMachine = new NamespaceStateMachine(parts.store, specs, parts.core);
   const host = new RaftHost<ApplyResult>({

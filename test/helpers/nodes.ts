@@ -19,6 +19,8 @@ export interface InProcessOptions {
   readonly watch?: NodeConfig["watch"];
   /** No fsync: for tests of memory and flow, never of durability. */
   readonly noSync?: boolean;
+  readonly queue?: NodeConfig["queue"];
+  readonly queues?: NodeConfig["queues"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -62,6 +64,8 @@ export class InProcessCluster {
       ...(this.options.lifecycle ? { lifecycle: this.options.lifecycle } : {}),
       ...(this.options.watch ? { watch: this.options.watch } : {}),
       ...(this.options.noSync ? { noSync: true } : {}),
+      ...(this.options.queue ? { queue: this.options.queue } : {}),
+      ...(this.options.queues ? { queues: this.options.queues } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}

@@ -75,11 +75,15 @@ describe("the lifecycle service", () => {
       config: { buckets: { "lcv/bkt": [{ prefix: "logs/", expireAfterMs: 7 * DAY_MS }] } },
     });
     await waitFor("a pass over the bucket ended", async () => ((await progress())?.passes ?? 0) >= 1);
-    const keys = (await client.listKeys("lcv", "bkt")).items as { key: string }[];
-    assert.deepEqual(
-      keys.map((k) => k.key),
-      ["data/old", "logs/new"],
+    // The scan enqueued them; the queue's consumer deletes them.
+    const keysLeft = async (): Promise<string[]> =>
+      ((await client.listKeys("lcv", "bkt")).items as { key: string }[]).map((k) => k.key);
+    await waitFor("the queue's consumer deleted them", async () => (await keysLeft()).length === 2);
+    assert.deepEqual(await keysLeft(), ["data/old", "logs/new"]);
+    const queue = ((await client.queueStatus()).queues as { name: string; appendedEvents: number }[]).find(
+      (q) => q.name === "lifecycle",
     );
+    assert.equal(queue?.appendedEvents, 10, "the ten expired keys went through the lifecycle queue");
     assert.equal(
       ((await client.listKeys("lcv", "other")).items as unknown[]).length,
       1,
