@@ -3,8 +3,9 @@ import { pack, unpack } from "msgpackr";
 import { MetaraftError } from "../errors.js";
 import type { WritePipeline } from "../execution/pipeline.js";
 import type { StateStore } from "../execution/state-store.js";
+import type { StateReader } from "../execution/types.js";
 import type { Leadership } from "../host/index.js";
-import type { QueueManager } from "../queues/index.js";
+import { type QueueConsumer, type QueueManager, readMeta } from "../queues/index.js";
 import type { Runtime } from "../runtime.js";
 import {
   type ExpiredKey,
@@ -25,24 +26,33 @@ export const LIFECYCLE_QUEUE = LIFECYCLE_SERVICE;
  * leader) deletes each key through `expireKey`, which spares a key overwritten since. A delete
  * that fails (the leader stepped down) is retried by the queue from its truncation point.
  */
-export function lifecycleQueue(queues: QueueManager, submit: Submit): ExpiryQueue {
-  const consumer = queues.forConsumer(LIFECYCLE_QUEUE, async (events) => {
-    for (const event of events) {
-      const key = unpack(event.data) as ExpiredKey;
-      await submit({
-        op: "expireKey",
-        volume: key.volume,
-        bucket: key.bucket,
-        key: key.key,
-        objectId: key.objectId,
-      });
-    }
-  });
+export function lifecycleQueue(queues: QueueManager, store: StateReader, submit: Submit): ExpiryQueue {
+  // Registered only once there is something to consume: a cluster that never expires a key
+  // writes nothing for it (registering proposes an entry on every new leader).
+  let consumer: QueueConsumer | undefined;
+  const ensure = (): QueueConsumer => {
+    consumer ??= queues.forConsumer(LIFECYCLE_QUEUE, async (events) => {
+      for (const event of events) {
+        const key = unpack(event.data) as ExpiredKey;
+        await submit({
+          op: "expireKey",
+          volume: key.volume,
+          bucket: key.bucket,
+          key: key.key,
+          objectId: key.objectId,
+        });
+      }
+    });
+    return consumer;
+  };
   return {
     add: async (keys) => {
-      await consumer.add(
+      await ensure().add(
         keys.map((k) => pack({ volume: k.volume, bucket: k.bucket, key: k.key, objectId: k.objectId })),
       );
+    },
+    resume: () => {
+      if (readMeta(store, LIFECYCLE_QUEUE)) ensure();
     },
   };
 }

@@ -425,7 +425,7 @@ export class MetaraftNode {
       runtime: this.runtime,
       // The expired keys go through a durable queue, whose handler deletes each one that still
       // holds the object it was found with: a failover loses none and deletes none twice.
-      expiry: (submit) => lifecycleQueue(this.queues, submit),
+      expiry: (submit) => lifecycleQueue(this.queues, store, submit),
       lifecycle: settings.lifecycle,
     });
     this.watches = new WatchHub({

@@ -50,6 +50,8 @@ export interface ExpiredKey {
 /** Where the expired keys go: a durable queue whose handler deletes them (`expireKey`). */
 export interface ExpiryQueue {
   add(keys: readonly ExpiredKey[]): Promise<void>;
+  /** Called as the service starts on a new leader: resume consuming what earlier leaders enqueued. */
+  resume?(): void;
 }
 
 export const LIFECYCLE_SERVICE = "lifecycle";
@@ -135,6 +137,7 @@ export class LifecycleService extends StatefulService<LifecycleConfig, Lifecycle
   start(): void {
     // The replicated position: a new leader goes on from where the last one saved.
     this.#progress = { ...EMPTY_PROGRESS, ...this.readProgress() };
+    this.#options.queue.resume?.();
     this.#running = true;
     this.#timer = this.#options.runtime.every(this.#options.tickMs, () => {
       if (this.#tick || !this.#running) return;
