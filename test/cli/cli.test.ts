@@ -333,7 +333,17 @@ describe("metaraft command line", { timeout: 60_000 }, () => {
       JSON.parse(ok(await verb("key", "ls", "vol1", "photos", "--json"), "key ls")).items.length > 0,
       "others kept",
     );
+    const got = JSON.parse(ok(await verb("service", "get", "lifecycle"), "service get")) as {
+      service: { config: { buckets: Record<string, unknown> }; progress: { passes: number } };
+    };
+    assert.ok(got.service.config.buckets["vol1/photos"], "service get shows the replicated configuration");
     ok(await verb("lifecycle", "rm", "vol1/photos"), "lifecycle rm");
+    ok(await verb("service", "set", "lifecycle", "--config", '{"buckets":{}}'), "service set");
+    failsInOneLine(
+      await verb("service", "set", "lifecycle", "--config", '{"buckets":{"x":[]}}'),
+      1,
+      "MR_ERR_INVALID_ARGUMENT",
+    );
     assert.equal(
       ok(await verb("lifecycle", "get", "-w", "json"), "lifecycle get").trim(),
       JSON.stringify({ buckets: {} }, null, 2),
