@@ -107,6 +107,15 @@ describe("the coordination keyspace in a cluster", () => {
       assert.equal(((await client.kvRange("app/")).items as unknown[]).length, 0);
       assert.equal((await client.kvGet("other/x")).kv !== null, true);
 
+      // A key of kv.keyBytesMax (LMDB's limit) is stored, and its event carries it whole.
+      const longest = "z".repeat(1978);
+      const stored = await client.kvPut(longest, "v");
+      assert.equal(((await client.kvGet(longest)).kv as { key: string }).key, longest);
+      const longRead = await client.readEvents({ afterTxid: (stored.txid as number) - 1, prefix: "_kv/zz" });
+      assert.deepEqual(
+        (longRead.events as LedgerEvent[]).map((e) => e.key),
+        [longest],
+      );
       // Bad input gets its code, and nothing is written.
       await assert.rejects(client.kvPut("", "x"), (e) => code(e) === "MR_ERR_INVALID_ARGUMENT");
       await assert.rejects(client.kvPut("k".repeat(1979), "x"), (e) => code(e) === "MR_ERR_KV_KEY_TOO_LARGE");
@@ -169,7 +178,10 @@ describe("the coordination keyspace in a cluster", () => {
       const cluster = await InProcessCluster.start({ nodes: 3, mode, clock: () => 1_700_000_000_000 });
       try {
         const client = cluster.client("same-client");
-        // Concurrent puts ride in shared batches; the txns then read what they left.
+        // One call first, so that the client has found the leader and the concurrent ones reach
+        // it in the order sent (a redirected call would be retried out of order); those ride in
+        // shared batches, and the txns then read what they left.
+        await client.kvPut("k/first", "0");
         await Promise.all(Array.from({ length: 30 }, (_, i) => client.kvPut(`k/${i % 10}`, `v${i}`)));
         await client.kvTxn({
           compare: [{ target: "exists", key: "k/1", op: "=", value: true }],
@@ -197,8 +209,9 @@ describe("the coordination keyspace in a cluster", () => {
     }
     assert.equal(dumps[0]!.split("\n").length, 1);
     assert.equal(dumps[1], dumps[0]);
-    // 30 puts, 2 + 1 in the first txn, 1 in the second, 11 deletes (k/0..k/9 but k/2, and k/failed), 1 put.
-    assert.equal(ledgers[0]!.length, 30 + 3 + 1 + 10 + 1);
+    // 31 puts, 2 + 1 in the first txn, 1 in the second, 11 deletes (k/first, k/0..k/9 but k/2,
+    // k/failed), 1 put.
+    assert.equal(ledgers[0]!.length, 31 + 3 + 1 + 11 + 1);
     assert.deepEqual(ledgers[1], ledgers[0]);
   });
 });
