@@ -109,6 +109,16 @@ export const errorRegistry = {
     httpStatus: 500,
   },
 
+  MR_ERR_KV_KEY_TOO_LARGE: { message: "the coordination key is longer than kv.keyBytesMax", httpStatus: 413 },
+  MR_ERR_KV_VALUE_TOO_LARGE: {
+    message: "the coordination value is larger than kv.valueBytesMax",
+    httpStatus: 413,
+  },
+  MR_ERR_KV_TXN_TOO_LARGE: {
+    message: "the txn has more compares and ops than kv.txnOpsMax",
+    httpStatus: 413,
+  },
+
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
   MR_ERR_POOL_QUEUE_FULL: { message: "the worker pool queue is full", httpStatus: 503 },

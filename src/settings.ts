@@ -1,5 +1,6 @@
 import { CORE_MODE_DEFAULT, type CoreMode } from "./core/types.js";
 import { type NodeId, RAFT_DEFAULTS } from "./raft/index.js";
+import { STATE_KEY_BYTES_MAX } from "./storage/index.js";
 import { CLUSTER_ID_BYTES_MAX, SECRET_BYTES_MIN } from "./transport/handshake.js";
 
 /**
@@ -335,6 +336,45 @@ export const SETTINGS = {
       max: 64 * 1024 * MiB,
       default: 64 * MiB,
       help: "bytes a queue holds not yet truncated, unless its consumer says otherwise: an add past it fails at once with MR_ERR_QUEUE_FULL",
+    },
+  },
+  kv: {
+    keyBytesMax: {
+      type: "integer",
+      flag: "kv-key-bytes-max",
+      unit: "bytes",
+      min: 1,
+      // A kv key is the LMDB key of its record: LMDB takes no longer ones.
+      max: STATE_KEY_BYTES_MAX,
+      default: STATE_KEY_BYTES_MAX,
+      help: "UTF-8 bytes of a coordination key at most (LMDB's key limit bounds it)",
+    },
+    valueBytesMax: {
+      type: "integer",
+      flag: "kv-value-bytes-max",
+      unit: "bytes",
+      min: 1,
+      max: 16 * MiB,
+      default: MiB,
+      help: "bytes of a coordination value at most (request-bytes-max bounds a whole request too)",
+    },
+    txnOpsMax: {
+      type: "integer",
+      flag: "kv-txn-ops-max",
+      unit: "entries",
+      min: 1,
+      max: 10_000,
+      default: 128,
+      help: "compares and ops of one kv txn together at most",
+    },
+    deleteKeysMax: {
+      type: "integer",
+      flag: "kv-delete-keys-max",
+      unit: "entries",
+      min: 1,
+      max: 100_000,
+      default: 1_000,
+      help: "keys one prefix delete removes at most; the reply says when keys remain",
     },
   },
   core: {

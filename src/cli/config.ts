@@ -374,6 +374,7 @@ export function toNodeConfig(
     watch: { ...settings.watch },
     lifecycle: { ...settings.lifecycle },
     queue: { ...settings.queue },
+    kv: { ...settings.kv },
     core: { ...settings.core },
     requestBytesMax: settings.requestBytesMax,
     ...(settings.noSync ? { noSync: true } : {}),

@@ -14,6 +14,7 @@ import {
   showEndpoint,
   unavailable,
 } from "./endpoints.js";
+import { addKvVerbs } from "./kv-verbs.js";
 import { addListenerVerbs } from "./listener-verbs.js";
 import { body, cell, fields, json, table, time } from "./output.js";
 import { addQueueVerbs } from "./queue-verbs.js";
@@ -200,6 +201,7 @@ export function addVerbs(program: Command): void {
   addListenerVerbs(program);
   addServiceVerbs(program);
   addQueueVerbs(program);
+  addKvVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(

@@ -334,6 +334,54 @@ export class MetaraftClient {
     return this.write("queuePurgeDeadLetters", { queue, ...options });
   }
 
+  /** Puts a coordination key; `prevKv` asks for the entry it replaced. Replies `{ txid, prevKv? }`. */
+  kvPut(key: string, value: string | Uint8Array, options: { prevKv?: boolean } = {}): Promise<Reply> {
+    return this.write("kvPut", { key, value, ...(options.prevKv ? { prevKv: true } : {}) });
+  }
+
+  /** A coordination key's entry `{ key, value, createTxid, modTxid, version }`, or `kv: null`. */
+  kvGet(key: string, options: ReadOptions = {}): Promise<Reply> {
+    return this.read("kvGet", { key }, options);
+  }
+
+  /**
+   * Deletes a key, or with `prefix` the keys under it, at most `kv.deleteKeysMax` of them: the
+   * reply's `truncated` says keys remain. Replies `{ txid, deleted, truncated, prevKvs? }`.
+   */
+  kvDelete(key: string, options: { prefix?: boolean; prevKv?: boolean } = {}): Promise<Reply> {
+    return this.write("kvDelete", {
+      key,
+      ...(options.prefix ? { prefix: true } : {}),
+      ...(options.prevKv ? { prevKv: true } : {}),
+    });
+  }
+
+  /** The entries under `prefix`, in key order (UTF-8 bytes): `{ items, truncated, nextStartAfter? }`. */
+  kvRange(prefix: string, options: Omit<ListOptions, "prefix"> = {}): Promise<Reply> {
+    const { stale, timeoutMs, ...page } = options;
+    return this.read(
+      "kvRange",
+      { ...listFields({ ...page, prefix }) },
+      { ...(stale ? { stale } : {}), ...(timeoutMs ? { timeoutMs } : {}) },
+    );
+  }
+
+  /**
+   * etcd's txn: when every compare holds (against the state before the txn), runs `success`,
+   * else `failure`, atomically. Replies `{ txid, succeeded, responses }`.
+   */
+  kvTxn(txn: {
+    compare?: readonly Reply[];
+    success?: readonly Reply[];
+    failure?: readonly Reply[];
+  }): Promise<Reply> {
+    return this.write("kvTxn", {
+      compare: txn.compare ?? [],
+      success: txn.success ?? [],
+      failure: txn.failure ?? [],
+    });
+  }
+
   close(): void {
     this.#rpc.close();
   }

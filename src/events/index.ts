@@ -85,6 +85,8 @@ export {
   type EventDraft,
   type EventType,
   eventPaths,
+  isKvEvent,
+  KV_EVENT_PATH_PREFIX,
   type LedgerEvent,
   matchesPrefix,
   txidHex,

@@ -24,6 +24,10 @@ export const EVENT_TYPE_CODES = {
   "ServiceConfig:Delete": 9,
   /** The lifecycle service expired a key (S3's lifecycle expiration delete). */
   "LifecycleExpiration:Delete": 10,
+  /** A coordination key was put (`key` is the kv key, no volume; its watch path is `_kv/<key>`). */
+  "KvPut:Put": 11,
+  /** A coordination key was deleted (`key` is the kv key, no volume; watch path `_kv/<key>`). */
+  "KvDelete:Delete": 12,
 } as const;
 
 export type EventType = keyof typeof EVENT_TYPE_CODES;
@@ -54,10 +58,23 @@ export interface LedgerEvent extends EventDraft {
 }
 
 /**
- * The path a watch prefix is matched against: `volume`, `volume/bucket` or `volume/bucket/key`.
- * A rename matches by its old and by its new path.
+ * The path prefix of the coordination keyspace's events: a kv key `app/lock` has the path
+ * `_kv/app/lock`, so a watch of `_kv/app/` sees it and one of a volume never does (no volume
+ * name starts with `_`).
+ */
+export const KV_EVENT_PATH_PREFIX = "_kv/";
+
+/** Whether the event is one of the coordination keyspace's (its `key` is a kv key). */
+export function isKvEvent(event: EventDraft): boolean {
+  return event.type === "KvPut:Put" || event.type === "KvDelete:Delete";
+}
+
+/**
+ * The path a watch prefix is matched against: `volume`, `volume/bucket` or `volume/bucket/key`;
+ * `_kv/<key>` for a coordination key's event. A rename matches by its old and by its new path.
  */
 export function eventPaths(event: EventDraft): string[] {
+  if (isKvEvent(event)) return [KV_EVENT_PATH_PREFIX + (event.key ?? "")];
   const base = [event.volume, event.bucket].filter((part) => part !== undefined).join("/");
   if (event.key === undefined) return [base];
   // An event of no volume (a service's) is matched by its key alone: `_service/lifecycle`.

@@ -47,6 +47,8 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly events?: Partial<NodeSettings["events"]>;
   readonly watch?: Partial<NodeSettings["watch"]>;
   readonly queue?: Partial<NodeSettings["queue"]>;
+  /** The coordination keyspace's limits. */
+  readonly kv?: Partial<NodeSettings["kv"]>;
   readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
   readonly noSync?: NodeSettings["noSync"];
@@ -84,7 +86,7 @@ export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core, events, watch, lifecycle, queue } = SETTINGS;
+  const { raft, execution, core, events, watch, lifecycle, queue, kv } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -116,6 +118,12 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       segmentBytes: config.queue?.segmentBytes ?? queue.segmentBytes.default,
       truncationBytes: config.queue?.truncationBytes ?? queue.truncationBytes.default,
       outstandingBytesMax: config.queue?.outstandingBytesMax ?? queue.outstandingBytesMax.default,
+    },
+    kv: {
+      keyBytesMax: config.kv?.keyBytesMax ?? kv.keyBytesMax.default,
+      valueBytesMax: config.kv?.valueBytesMax ?? kv.valueBytesMax.default,
+      txnOpsMax: config.kv?.txnOpsMax ?? kv.txnOpsMax.default,
+      deleteKeysMax: config.kv?.deleteKeysMax ?? kv.deleteKeysMax.default,
     },
     core: { mode: config.core?.mode ?? core.mode.default },
     requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
@@ -388,6 +396,7 @@ export class MetaraftNode {
       raft: settings.raft,
       execution: settings.execution,
       events: settings.events,
+      kv: settings.kv,
       onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
       ...(config.clock ? { clock: config.clock } : {}),

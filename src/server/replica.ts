@@ -1,3 +1,4 @@
+import { KV_LIMITS_DEFAULT, kvSpecs } from "../coordination/index.js";
 import type { CoreSync } from "../core/index.js";
 import { ledgerSpecs } from "../execution/ledger-requests.js";
 import { WritePipeline } from "../execution/pipeline.js";
@@ -25,6 +26,8 @@ export interface ReplicaParts {
   readonly core: CoreSync;
   readonly raft: Settings["raft"];
   readonly execution: Settings["execution"];
+  /** The coordination keyspace's limits; the defaults unless given. */
+  readonly kv?: Partial<Settings["kv"]>;
   /** The ledger's settings; the defaults unless given. */
   readonly events?: Partial<Settings["events"]>;
   /** Voters of a new cluster whose storage holds no membership yet (the simulator's MemoryStorage). */
@@ -52,6 +55,7 @@ export function assembleReplica(parts: ReplicaParts): Replica {
     ...ledgerSpecs(parts.core).map((spec) => [spec.op, spec] as const),
     ...serviceSpecs(SERVICE_VALIDATORS).map((spec) => [spec.op, spec] as const),
     ...queueSpecs(parts.core).map((spec) => [spec.op, spec] as const),
+    ...kvSpecs({ ...KV_LIMITS_DEFAULT, ...parts.kv }).map((spec) => [spec.op, spec] as const),
   ]);
   const stateMachine = new NamespaceStateMachine(parts.store, specs, parts.core);
   const host = new RaftHost<ApplyResult>({

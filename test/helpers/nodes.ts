@@ -21,6 +21,7 @@ export interface InProcessOptions {
   readonly noSync?: boolean;
   readonly queue?: NodeConfig["queue"];
   readonly queues?: NodeConfig["queues"];
+  readonly kv?: NodeConfig["kv"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -66,6 +67,7 @@ export class InProcessCluster {
       ...(this.options.noSync ? { noSync: true } : {}),
       ...(this.options.queue ? { queue: this.options.queue } : {}),
       ...(this.options.queues ? { queues: this.options.queues } : {}),
+      ...(this.options.kv ? { kv: this.options.kv } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
