@@ -65,6 +65,21 @@ describe("listener plugins in the node's worker threads", () => {
     assert.equal(r.restarts, 0);
   });
 
+  it("wakes a plugin for each lone write, never leaving it to its poll", async () => {
+    // A poll of ten minutes: only the node's announcement of each batch can wake the sink. It
+    // used to come before the batch's LMDB commit was visible to the plugin's thread, so the
+    // plugin read nothing and slept until its poll.
+    const client = cluster.client();
+    const file = `${declaredFile}.sparse`;
+    await client.listenerAdd({ name: "sparse", module: "ndjson", options: { path: file, poll_ms: 600_000 } });
+    await waitFor("it runs", async () => (await row("sparse"))?.state === "running");
+    for (let i = 0; i < 5; i++) {
+      await client.putKey("lsn", "bkt", `lone-${i}`, { size: 1, etag: "e" });
+      await waitFor(`lone write ${i} delivered`, () => lines(file).some((l) => l.includes(`"lone-${i}"`)));
+    }
+    await client.listenerRemove("sparse");
+  });
+
   it("reports the ledger's metrics and the plugins' with the node's", async () => {
     const leader = await cluster.leader();
     const ledger = (await cluster.client().status()).ledger as { lastTxid: number; written: number };
