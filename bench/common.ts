@@ -207,3 +207,23 @@ export function machineInfo() {
     date: new Date().toISOString(),
   };
 }
+
+/**
+ * The whole machine's CPU time (all cores, /proc/stat) in seconds: `busy` (everything but idle,
+ * iowait and steal) and `steal` (time a hypervisor ran something else while this machine wanted
+ * to run); undefined where there is no /proc. Beside the benchmark's own processes, `busy` shows
+ * how much of the machine other work took during a window.
+ */
+export function machineCpuSeconds(): { busy: number; steal: number } | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!;
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is in user).
+    const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+    return {
+      busy: ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0)) / clockTicks,
+      steal: (steal ?? 0) / clockTicks,
+    };
+  } catch {
+    return undefined;
+  }
+}
