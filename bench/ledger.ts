@@ -165,6 +165,8 @@ interface CaseResult {
   readonly creates_per_s: number;
   /** Every run's rate, in run order (the case reports its median run). */
   readonly creates_per_s_runs?: number[];
+  /** Every run in brief, in run order: how busy other work kept the machine beside each rate. */
+  readonly runs?: RunBrief[];
   readonly errors: number;
   readonly error_codes: Record<string, number>;
   /** Open-key + commit-key pair latency. */
@@ -193,6 +195,16 @@ interface CaseResult {
   readonly creates_by_second: number[];
   readonly startup_ms: number;
 }
+
+interface RunBrief {
+  readonly creates_per_s: number;
+  readonly total_cpu_s_per_1k_creates: number | null;
+  readonly others_cpu_pct: number | null;
+  readonly lag_p99_ms: number | null;
+}
+
+/** Other work on the machine above this (% of one core) during a case's run is called out. */
+const OTHERS_PCT_NOTICE = 20;
 
 /** `metaraft listeners run --data DIR` beside a node, as an operator starts it. */
 async function startRunner(dataDir: string): Promise<ChildProcess> {
@@ -627,6 +639,12 @@ async function main(): Promise<void> {
   const results: CaseResult[] = runs.map((caseRuns) => ({
     ...medianRun(caseRuns, (r) => r.creates_per_s),
     creates_per_s_runs: caseRuns.map((r) => r.creates_per_s),
+    runs: caseRuns.map((r) => ({
+      creates_per_s: r.creates_per_s,
+      total_cpu_s_per_1k_creates: r.cpu.total_cpu_s_per_1k_creates,
+      others_cpu_pct: r.machine_cpu?.others_pct ?? null,
+      lag_p99_ms: r.lag_ms?.p99 ?? null,
+    })),
   }));
   const off = results.find((r) => r.id === "ledger-off");
   const on = results.find((r) => r.id === "ledger-on");
@@ -669,6 +687,14 @@ async function main(): Promise<void> {
   );
   for (const r of results) {
     if (r.errors > 0) process.stderr.write(`${r.id}: ${r.errors} errors ${JSON.stringify(r.error_codes)}\n`);
+    const busy = (r.runs ?? []).filter((b) => (b.others_cpu_pct ?? 0) > OTHERS_PCT_NOTICE);
+    if (busy.length > 0) {
+      process.stderr.write(
+        `${r.id}: other work took more than ${OTHERS_PCT_NOTICE}% of a core in ${busy.length} of its runs ` +
+          `(creates/s with others' CPU%: ${(r.runs ?? []).map((b) => `${b.creates_per_s}@${b.others_cpu_pct ?? "?"}%`).join(" ")}); ` +
+          "compare CPU per create rather than rates for it\n",
+      );
+    }
     if (r.leader_changed) process.stderr.write(`${r.id}: the leader changed during the measured window\n`);
     if (r.leader_changed === null) process.stderr.write(`${r.id}: the leader did not answer a status call\n`);
     if (!r.events && r.events_written_in_window !== 0) {
