@@ -227,3 +227,28 @@ export function machineCpuSeconds(): { busy: number; steal: number } | undefined
     return undefined;
   }
 }
+
+/**
+ * Waits until the machine is quiet: until a one-second sample of its busy CPU (with nothing of
+ * the benchmark running) is at most `busyPctMax` % of one core, or `limitMs` passed. On a machine
+ * shared with other work this keeps a case from starting in the middle of someone's build; it
+ * cannot keep the work from starting later, so the window's own figure is recorded as well.
+ * Returns how long it waited and the last sample.
+ */
+export async function waitForQuiet(
+  busyPctMax: number,
+  limitMs: number,
+): Promise<{ waited_ms: number; busy_pct: number | null }> {
+  const t0 = Date.now();
+  for (;;) {
+    const a = machineCpuSeconds();
+    const s0 = process.hrtime.bigint();
+    await new Promise((r) => setTimeout(r, 1000));
+    const b = machineCpuSeconds();
+    const wall = Number(process.hrtime.bigint() - s0) / 1e9;
+    const busy = a && b ? pct(b.busy - a.busy, wall) : null;
+    if (busy === null || busy <= busyPctMax || Date.now() - t0 >= limitMs) {
+      return { waited_ms: Date.now() - t0, busy_pct: busy };
+    }
+  }
+}

@@ -18,11 +18,17 @@
  *
  *   npm run bench:ledger [-- --seconds 8] [-- --repeat 3] [-- --connections 4] [-- --inflight 256]
  *                        [-- --quick] [-- --filter <substring of the case id>] [-- --no-sync]
+ *                        [-- --quiet-wait-s 60]
  *
  * Every round runs every case once, the rounds interleaved (and each round starting one case
  * later than the last) so that a machine that slows down for a while slows every case alike; a
  * case reports its median run. A `--quick` or `--filter` run writes
  * bench/results/ledger.partial.json, never the reference ledger.json.
+ *
+ * On a machine shared with other work, a case first waits (up to `--quiet-wait-s`) for the
+ * machine to be quiet, and every run records how much CPU other work took in its window
+ * (`machine_cpu.others_pct`, and `runs` per case). Where other work crowded the runs, compare the
+ * cases by CPU per key create (which other work barely moves) rather than by creates/s.
  */
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -46,6 +52,7 @@ import {
   positiveInt,
   processCpuSeconds,
   progressBar,
+  waitForQuiet,
 } from "./common.js";
 
 const WARMUP_MS = 1000;
@@ -81,6 +88,11 @@ const { values } = parseArgs({
     "no-sync": { type: "boolean", default: false },
     /** `npm run bench -- --filter x` passes it to every benchmark: here it selects cases by id. */
     filter: { type: "string" },
+    /**
+     * Before each case, wait up to this long for the machine to be quiet (other work under
+     * QUIET_BUSY_PCT_MAX of a core); 0: do not wait.
+     */
+    "quiet-wait-s": { type: "string", default: "60" },
   },
 });
 
@@ -93,6 +105,10 @@ if (!(seconds > 0)) throw new Error(`--seconds must be positive: ${values.second
 const connections = positiveInt("connections", values.connections);
 const snapshotEntries = positiveInt("snapshot-entries", values["snapshot-entries"]);
 const inflight = positiveInt("inflight", values.inflight);
+const quietWaitS = Number(values["quiet-wait-s"]);
+if (!(quietWaitS >= 0)) throw new Error(`--quiet-wait-s must be 0 or more: ${values["quiet-wait-s"]}`);
+/** Other work the machine may carry before a case starts (% of one core), if --quiet-wait-s allows. */
+const QUIET_BUSY_PCT_MAX = 20;
 
 type Runner = "node" | "process";
 interface CaseSpec {
@@ -194,6 +210,8 @@ interface CaseResult {
   readonly leader_changed: boolean | null;
   readonly creates_by_second: number[];
   readonly startup_ms: number;
+  /** The wait for a quiet machine before the case started, and the machine's busy % then. */
+  readonly quiet: { waited_ms: number; busy_pct: number | null } | null;
 }
 
 interface RunBrief {
@@ -321,6 +339,11 @@ interface LedgerStatus {
 }
 
 async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar): Promise<CaseResult> {
+  let quiet: CaseResult["quiet"] = null;
+  if (quietWaitS > 0) {
+    bar.update(0, { label, phase: "waiting for a quiet machine", rate: "-" });
+    quiet = await waitForQuiet(QUIET_BUSY_PCT_MAX, quietWaitS * 1000);
+  }
   const t0 = Date.now();
   bar.update(0, { label, phase: "starting", rate: "-" });
   const cluster = await ProcessCluster.start({
@@ -583,6 +606,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
         before === null || after === null ? null : after.role !== "leader" || after.term !== before.term,
       creates_by_second: load.bySecond(elapsed),
       startup_ms: startupMs,
+      quiet,
     };
   } finally {
     bar.update({ phase: "stopping" });
@@ -807,6 +831,11 @@ async function main(): Promise<void> {
         "% of one core over the measured window (/proc/<pid>/stat utime+stime; loadgen: process.cpuUsage)",
       cpu_s_per_1k_creates: "CPU seconds in the measured window per 1000 key creates completed in it",
       drain_ms_max: DRAIN_MS_MAX,
+      quiet_wait_s: quietWaitS,
+      quiet_busy_pct_max: QUIET_BUSY_PCT_MAX,
+      machine_cpu:
+        "/proc/stat over the window: busy (all but idle, iowait, steal), ours (the processes above), " +
+        "others = busy - ours: work on the machine that is not this benchmark's",
     },
     results,
     comparison,
