@@ -14,11 +14,12 @@
  * the listener cases), CPU per process (leader, followers, runners, receiver, load generator) as
  * % of a core and as CPU seconds per 1000 key creates, the listener lag (receive time − the
  * event's `time`, for the events written in the measured window) p50/p99/max, and events received
- * per listener against events written. The target: the ledger costs at most 10% of key creates/s.
+ * per listener against events written. Then, in the listener cases, a light load (key creates
+ * one at a time, 200 ms apart) and its lag. The target: the ledger costs at most 10% of key creates/s.
  *
  *   npm run bench:ledger [-- --seconds 8] [-- --repeat 3] [-- --connections 4] [-- --inflight 256]
  *                        [-- --quick] [-- --filter <substring of the case id>] [-- --no-sync]
- *                        [-- --quiet-wait-s 60]
+ *                        [-- --quiet-wait-s 60] [-- --sparse-writes 20]
  *
  * Every round runs every case once, the rounds interleaved (and each round starting one case
  * later than the last) so that a machine that slows down for a while slows every case alike; a
@@ -72,6 +73,10 @@ const RUNNER_START_MS_MAX = 30_000;
 /** How long the receiver may take to answer a stats request. */
 const RECEIVER_CALL_MS_MAX = 30_000;
 const POLL_MS = 100;
+/** The light-load phase: key creates one at a time, this far apart. */
+const SPARSE_GAP_MS = 200;
+/** How long after the last sparse write every listener may take to have them all. */
+const SPARSE_DRAIN_MS_MAX = 10_000;
 
 const CLI = fileURLToPath(new URL("../src/cli/metaraft.js", import.meta.url));
 const RECEIVER = fileURLToPath(new URL("./webhook-receiver.js", import.meta.url));
@@ -93,6 +98,8 @@ const { values } = parseArgs({
      * QUIET_BUSY_PCT_MAX of a core); 0: do not wait.
      */
     "quiet-wait-s": { type: "string", default: "60" },
+    /** Key creates in the light-load phase of each listener case (0: no such phase). */
+    "sparse-writes": { type: "string", default: "20" },
   },
 });
 
@@ -106,6 +113,10 @@ const connections = positiveInt("connections", values.connections);
 const snapshotEntries = positiveInt("snapshot-entries", values["snapshot-entries"]);
 const inflight = positiveInt("inflight", values.inflight);
 const quietWaitS = Number(values["quiet-wait-s"]);
+const sparseWrites = quick ? 5 : Number(values["sparse-writes"]);
+if (!Number.isInteger(sparseWrites) || sparseWrites < 0) {
+  throw new Error(`--sparse-writes must be 0 or a positive integer: ${values["sparse-writes"]}`);
+}
 if (!(quietWaitS >= 0)) throw new Error(`--quiet-wait-s must be 0 or more: ${values["quiet-wait-s"]}`);
 /** Other work the machine may carry before a case starts (% of one core), if --quiet-wait-s allows. */
 const QUIET_BUSY_PCT_MAX = 20;
@@ -190,15 +201,13 @@ interface CaseResult {
   /** Events the ledger wrote during the measured window (0 with the ledger off). */
   readonly events_written_in_window: number | null;
   /** Listener lag of the events written in the window, first deliveries, every listener together. */
-  readonly lag_ms: {
-    count: number;
-    p50: number;
-    p99: number;
-    p999: number;
-    max: number;
-    mean: number;
-  } | null;
+  readonly lag_ms: LagMs | null;
   readonly delivery: Delivery | null;
+  /**
+   * Light load, after the full one: `--sparse-writes` key creates one at a time, SPARSE_GAP_MS
+   * apart; the lag of their events (every listener together). null: not run.
+   */
+  readonly sparse: { writes: number; all_received: boolean; lag_ms: LagMs } | null;
   readonly cpu: { processes: ProcessCpu[]; total_cpu_s_per_1k_creates: number | null };
   /**
    * The whole machine over the window, % of one core (200: both cores of two): busy, what this
@@ -214,11 +223,33 @@ interface CaseResult {
   readonly quiet: { waited_ms: number; busy_pct: number | null } | null;
 }
 
+interface LagMs {
+  readonly count: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+function lagSummary(l: LatencyUs & { count: number }): LagMs {
+  const toMs = (us: number) => Number((us / 1000).toFixed(2));
+  return {
+    count: l.count,
+    p50: toMs(l.p50),
+    p99: toMs(l.p99),
+    p999: toMs(l.p999),
+    max: toMs(l.max),
+    mean: toMs(l.mean),
+  };
+}
+
 interface RunBrief {
   readonly creates_per_s: number;
   readonly total_cpu_s_per_1k_creates: number | null;
   readonly others_cpu_pct: number | null;
   readonly lag_p99_ms: number | null;
+  readonly sparse_lag_max_ms: number | null;
 }
 
 /** Other work on the machine above this (% of one core) during a case's run is called out. */
@@ -495,23 +526,23 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
 
     let delivery: Delivery | null = null;
     let lagMs: CaseResult["lag_ms"] = null;
+    let sparse: CaseResult["sparse"] = null;
     if (receiver) {
-      const expected = (await ledgerStatus()).ledger.written - writtenAtStart;
-      let caughtUp: number | null = null;
-      const deadline = loadEnd + DRAIN_MS_MAX;
-      let stats = await receiver.stats();
-      for (;;) {
-        const received = names.map((_, i) => stats.paths[`/l${i + 1}`]?.distinct ?? 0);
-        if (received.every((n) => n >= expected)) {
-          caughtUp = Date.now() - loadEnd;
-          break;
+      const r = receiver;
+      /** Waits until every listener received `due` distinct events: the ms it took, or null. */
+      const received = async (due: number, since: number, limitMs: number): Promise<number | null> => {
+        for (;;) {
+          const stats = await r.stats();
+          if (names.every((_, i) => (stats.paths[`/l${i + 1}`]?.distinct ?? 0) >= due))
+            return Date.now() - since;
+          if (Date.now() - since > limitMs) return null;
+          await new Promise((resolve) => setTimeout(resolve, POLL_MS));
         }
-        if (Date.now() > deadline) break;
-        await new Promise((r) => setTimeout(r, POLL_MS));
-        stats = await receiver.stats();
-      }
-      stats = await receiver.stats(windowStart, windowEnd);
-      const rows = atWindowEnd?.listeners.filter((r) => names.includes(r.name)) ?? [];
+      };
+      const expected = (await ledgerStatus()).ledger.written - writtenAtStart;
+      const caughtUp = await received(expected, loadEnd, DRAIN_MS_MAX);
+      const stats = await r.stats(windowStart, windowEnd);
+      const rows = atWindowEnd?.listeners.filter((row) => names.includes(row.name)) ?? [];
       delivery = {
         expected,
         listeners: names.map((name, i) => {
@@ -526,22 +557,36 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
         }),
         all_received: caughtUp !== null,
         caught_up_ms: caughtUp,
-        lag_txids_at_window_end: atWindowEnd ? Math.max(0, ...rows.map((r) => r.lagTxids)) : null,
-        lag_ms_at_window_end: atWindowEnd ? Math.max(0, ...rows.map((r) => r.lagMs)) : null,
+        lag_txids_at_window_end: atWindowEnd ? Math.max(0, ...rows.map((row) => row.lagTxids)) : null,
+        lag_ms_at_window_end: atWindowEnd ? Math.max(0, ...rows.map((row) => row.lagMs)) : null,
         bad_requests: stats.bad_requests,
       };
-      const l = stats.lag_us;
-      const toMs = (us: number) => Number((us / 1000).toFixed(2));
-      lagMs = {
-        count: l.count,
-        p50: toMs(l.p50),
-        p99: toMs(l.p99),
-        p999: toMs(l.p999),
-        max: toMs(l.max),
-        mean: toMs(l.mean),
-      };
+      lagMs = lagSummary(stats.lag_us);
       if (stats.unrecorded > 0) {
         process.stderr.write(`${spec.id}: the receiver recorded no lag for ${stats.unrecorded} events\n`);
+      }
+
+      // Light load: one key create at a time, SPARSE_GAP_MS apart, once the listeners caught up.
+      if (caughtUp !== null && sparseWrites > 0) {
+        bar.update(seconds, { label, phase: "sparse writes", rate: "-" });
+        const sparseStart = Date.now();
+        let done = 0;
+        for (let i = 0; i < sparseWrites; i++) {
+          const key = `sparse-${i}`;
+          try {
+            const { openKeyId } = await clients[0]!.openKey(volume, bucket, key, 1024);
+            await clients[0]!.commitKey(volume, bucket, key, openKeyId, { size: 1024, etag: "sparse" });
+            done++;
+          } catch (error) {
+            process.stderr.write(`${spec.id}: a sparse write failed: ${(error as Error).message}\n`);
+          }
+          await new Promise((resolve) => setTimeout(resolve, SPARSE_GAP_MS));
+        }
+        const sparseEnd = Date.now();
+        const due = (await ledgerStatus()).ledger.written - writtenAtStart;
+        const all = await received(due, sparseEnd, SPARSE_DRAIN_MS_MAX);
+        const sparseStats = await r.stats(sparseStart, sparseEnd);
+        sparse = { writes: done, all_received: all !== null, lag_ms: lagSummary(sparseStats.lag_us) };
       }
     }
 
@@ -594,6 +639,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
         writtenBefore === null || writtenAfter === null ? null : writtenAfter - writtenBefore,
       lag_ms: lagMs,
       delivery,
+      sparse,
       cpu: {
         processes,
         total_cpu_s_per_1k_creates: totals.includes(null)
@@ -668,6 +714,7 @@ async function main(): Promise<void> {
       total_cpu_s_per_1k_creates: r.cpu.total_cpu_s_per_1k_creates,
       others_cpu_pct: r.machine_cpu?.others_pct ?? null,
       lag_p99_ms: r.lag_ms?.p99 ?? null,
+      sparse_lag_max_ms: r.sparse?.lag_ms.max ?? null,
     })),
   }));
   const off = results.find((r) => r.id === "ledger-off");
@@ -694,6 +741,7 @@ async function main(): Promise<void> {
       "vs on": r.listeners > 0 ? fixed(ratio(r, on), 2) : "-",
       "p99 ms": (r.latency_us.p99 / 1000).toFixed(1),
       "lag p50/p99/max ms": r.lag_ms ? `${r.lag_ms.p50} / ${r.lag_ms.p99} / ${r.lag_ms.max}` : "-",
+      "sparse lag p50/max ms": r.sparse ? `${r.sparse.lag_ms.p50} / ${r.sparse.lag_ms.max}` : "-",
       "received/written": r.delivery
         ? `${r.delivery.listeners.map((l) => l.distinct).join("+")} / ${r.delivery.expected} each`
         : "-",
@@ -730,6 +778,11 @@ async function main(): Promise<void> {
           `received ${r.delivery.listeners.map((l) => l.distinct).join(", ")} of ${r.delivery.expected}\n`,
       );
     }
+    if (r.sparse && !r.sparse.all_received) {
+      process.stderr.write(
+        `${r.id}: NOT every sparse write's event reached every listener within ${SPARSE_DRAIN_MS_MAX / 1000} s\n`,
+      );
+    }
     const slowest = Math.min(...r.creates_by_second);
     if (r.creates_by_second.length > 0 && slowest < r.creates_per_s / 4) {
       process.stderr.write(
@@ -755,6 +808,7 @@ async function main(): Promise<void> {
             vs_ledger_on: ratio(r, on),
             vs_ledger_on_by_round: byRound(id, "ledger-on"),
             lag_p99_ms: r.lag_ms?.p99 ?? null,
+            sparse_lag_ms: r.sparse ? { p50: r.sparse.lag_ms.p50, max: r.sparse.lag_ms.max } : null,
             all_received: r.delivery?.all_received ?? null,
             cpu_s_per_1k_creates: {
               leader: cpuOf(r, "leader"),
@@ -790,7 +844,9 @@ async function main(): Promise<void> {
   for (const r of results.filter((x) => x.listeners > 0)) {
     console.log(
       `${r.id}: ${r.creates_per_s} creates/s (${fixed(ratio(r, off), 2)}x ledger-off, ${fixed(ratio(r, on), 2)}x ledger-on), ` +
-        `listener lag p99 ${r.lag_ms?.p99 ?? "?"} ms, ` +
+        `listener lag p99 ${r.lag_ms?.p99 ?? "?"} ms` +
+        (r.sparse ? ` (light load: p50 ${r.sparse.lag_ms.p50} ms, max ${r.sparse.lag_ms.max} ms)` : "") +
+        ", " +
         (r.delivery?.all_received
           ? `every event received (caught up ${r.delivery.caught_up_ms} ms after the load)`
           : "NOT every event received"),
@@ -832,6 +888,8 @@ async function main(): Promise<void> {
       cpu_s_per_1k_creates: "CPU seconds in the measured window per 1000 key creates completed in it",
       drain_ms_max: DRAIN_MS_MAX,
       quiet_wait_s: quietWaitS,
+      sparse_writes: sparseWrites,
+      sparse_gap_ms: SPARSE_GAP_MS,
       quiet_busy_pct_max: QUIET_BUSY_PCT_MAX,
       machine_cpu:
         "/proc/stat over the window: busy (all but idle, iowait, steal), ours (the processes above), " +
