@@ -220,7 +220,40 @@ interface CaseResult {
   readonly creates_by_second: number[];
   readonly startup_ms: number;
   /** The wait for a quiet machine before the case started, and the machine's busy % then. */
-  readonly quiet: { waited_ms: number; busy_pct: number | null } | null;
+  readonly quiet_wait: { waited_ms: number; busy_pct: number | null } | null;
+  /**
+   * Over the case's quiet runs only (other work took at most OTHERS_PCT_MAX of a core in the
+   * window): how many, their median rate and median CPU per 1000 key creates (null: none quiet).
+   */
+  readonly quiet_runs?: QuietRuns;
+  /** The median over every run of the total CPU per 1000 key creates. */
+  readonly total_cpu_s_per_1k_creates_median?: number | null;
+}
+
+interface QuietRuns {
+  readonly runs: number;
+  readonly creates_per_s_median: number | null;
+  readonly total_cpu_s_per_1k_creates_median: number | null;
+}
+
+/** The median of `xs` (null: empty); an even count takes the lower middle, as medianRun does. */
+function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+function quietRuns(caseRuns: readonly CaseResult[]): QuietRuns {
+  const quiet = caseRuns.filter((r) => r.machine_cpu !== null && r.machine_cpu.others_pct <= OTHERS_PCT_MAX);
+  return {
+    runs: quiet.length,
+    creates_per_s_median: median(quiet.map((r) => r.creates_per_s)),
+    total_cpu_s_per_1k_creates_median: median(
+      quiet.flatMap((r) =>
+        r.cpu.total_cpu_s_per_1k_creates === null ? [] : [r.cpu.total_cpu_s_per_1k_creates],
+      ),
+    ),
+  };
 }
 
 interface LagMs {
@@ -252,8 +285,11 @@ interface RunBrief {
   readonly sparse_lag_max_ms: number | null;
 }
 
-/** Other work on the machine above this (% of one core) during a case's run is called out. */
-const OTHERS_PCT_NOTICE = 20;
+/**
+ * A run during which other work on the machine took more than this (% of one core) is not quiet:
+ * it is called out, and left out of the quiet-runs medians.
+ */
+const OTHERS_PCT_MAX = 20;
 
 /** `metaraft listeners run --data DIR` beside a node, as an operator starts it. */
 async function startRunner(dataDir: string): Promise<ChildProcess> {
@@ -370,10 +406,10 @@ interface LedgerStatus {
 }
 
 async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar): Promise<CaseResult> {
-  let quiet: CaseResult["quiet"] = null;
+  let quietWait: CaseResult["quiet_wait"] = null;
   if (quietWaitS > 0) {
     bar.update(0, { label, phase: "waiting for a quiet machine", rate: "-" });
-    quiet = await waitForQuiet(QUIET_BUSY_PCT_MAX, quietWaitS * 1000);
+    quietWait = await waitForQuiet(QUIET_BUSY_PCT_MAX, quietWaitS * 1000);
   }
   const t0 = Date.now();
   bar.update(0, { label, phase: "starting", rate: "-" });
@@ -652,7 +688,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
         before === null || after === null ? null : after.role !== "leader" || after.term !== before.term,
       creates_by_second: load.bySecond(elapsed),
       startup_ms: startupMs,
-      quiet,
+      quiet_wait: quietWait,
     };
   } finally {
     bar.update({ phase: "stopping" });
@@ -716,6 +752,12 @@ async function main(): Promise<void> {
       lag_p99_ms: r.lag_ms?.p99 ?? null,
       sparse_lag_max_ms: r.sparse?.lag_ms.max ?? null,
     })),
+    quiet_runs: quietRuns(caseRuns),
+    total_cpu_s_per_1k_creates_median: median(
+      caseRuns.flatMap((r) =>
+        r.cpu.total_cpu_s_per_1k_creates === null ? [] : [r.cpu.total_cpu_s_per_1k_creates],
+      ),
+    ),
   }));
   const off = results.find((r) => r.id === "ledger-off");
   const on = results.find((r) => r.id === "ledger-on");
@@ -737,6 +779,9 @@ async function main(): Promise<void> {
       case: r.id,
       "creates/s": r.creates_per_s,
       "runs (creates/s)": (r.creates_per_s_runs ?? []).join(" "),
+      "quiet runs: n, median": r.quiet_runs
+        ? `${r.quiet_runs.runs}, ${r.quiet_runs.creates_per_s_median ?? "-"}`
+        : "-",
       "vs off": fixed(ratio(r, off), 2),
       "vs on": r.listeners > 0 ? fixed(ratio(r, on), 2) : "-",
       "p99 ms": (r.latency_us.p99 / 1000).toFixed(1),
@@ -759,10 +804,10 @@ async function main(): Promise<void> {
   );
   for (const r of results) {
     if (r.errors > 0) process.stderr.write(`${r.id}: ${r.errors} errors ${JSON.stringify(r.error_codes)}\n`);
-    const busy = (r.runs ?? []).filter((b) => (b.others_cpu_pct ?? 0) > OTHERS_PCT_NOTICE);
+    const busy = (r.runs ?? []).filter((b) => (b.others_cpu_pct ?? 0) > OTHERS_PCT_MAX);
     if (busy.length > 0) {
       process.stderr.write(
-        `${r.id}: other work took more than ${OTHERS_PCT_NOTICE}% of a core in ${busy.length} of its runs ` +
+        `${r.id}: other work took more than ${OTHERS_PCT_MAX}% of a core in ${busy.length} of its runs ` +
           `(creates/s with others' CPU%: ${(r.runs ?? []).map((b) => `${b.creates_per_s}@${b.others_cpu_pct ?? "?"}%`).join(" ")}); ` +
           "compare CPU per create rather than rates for it\n",
       );
@@ -807,6 +852,11 @@ async function main(): Promise<void> {
             vs_ledger_off: ratio(r, off),
             vs_ledger_on: ratio(r, on),
             vs_ledger_on_by_round: byRound(id, "ledger-on"),
+            quiet_runs: r.quiet_runs?.runs ?? 0,
+            quiet_vs_ledger_on:
+              r.quiet_runs?.creates_per_s_median && qOn
+                ? Number((r.quiet_runs.creates_per_s_median / qOn).toFixed(3))
+                : null,
             lag_p99_ms: r.lag_ms?.p99 ?? null,
             sparse_lag_ms: r.sparse ? { p50: r.sparse.lag_ms.p50, max: r.sparse.lag_ms.max } : null,
             all_received: r.delivery?.all_received ?? null,
@@ -819,8 +869,25 @@ async function main(): Promise<void> {
           }
         : null;
     };
+    // The same over the quiet runs only, and by CPU per key create (the median over all runs),
+    // which other work on the machine moves far less than it moves the rates.
+    const qOn = on.quiet_runs?.creates_per_s_median ?? null;
+    const qOff = off.quiet_runs?.creates_per_s_median ?? null;
+    const quietCost = qOn !== null && qOff !== null ? 1 - qOn / Math.max(1, qOff) : null;
+    const cpuMedOn = on.total_cpu_s_per_1k_creates_median ?? null;
+    const cpuMedOff = off.total_cpu_s_per_1k_creates_median ?? null;
+    const cpuCost = cpuMedOn !== null && cpuMedOff ? cpuMedOn / cpuMedOff - 1 : null;
     comparison = {
       ledger_cost: Number(cost.toFixed(3)),
+      quiet_runs: {
+        other_work_pct_max: OTHERS_PCT_MAX,
+        ledger_off_runs: off.quiet_runs?.runs ?? 0,
+        ledger_on_runs: on.quiet_runs?.runs ?? 0,
+        ledger_cost: quietCost === null ? null : Number(quietCost.toFixed(3)),
+        target_met: quietCost === null ? null : quietCost <= TARGET_COST_MAX,
+      },
+      /** Extra CPU per key create (all processes, median over every run) with the ledger on. */
+      cpu_cost: cpuCost === null ? null : Number(cpuCost.toFixed(3)),
       ledger_on_vs_off: ratio(on, off),
       ledger_on_vs_off_by_round: rounds,
       /** CPU per key create, all processes, ledger on over off. */
@@ -838,12 +905,22 @@ async function main(): Promise<void> {
         `CPU per 1000 key creates ${fixed(cpuOn)} s vs ${fixed(cpuOff)} s (all processes); ` +
         `on/off round by round ${rounds ? `${rounds.rounds.join(" ")} (median ${rounds.median})` : "-"}`,
     );
+    console.log(
+      `quiet runs only (other work <= ${OTHERS_PCT_MAX}% of a core; ${on.quiet_runs?.runs ?? 0} on, ` +
+        `${off.quiet_runs?.runs ?? 0} off): ` +
+        (quietCost === null
+          ? "none to compare"
+          : `${qOn} vs ${qOff} creates/s — the ledger costs ${(quietCost * 100).toFixed(1)}% ` +
+            `(target: ${quietCost <= TARGET_COST_MAX ? "met" : "NOT met"})`) +
+        `; CPU per key create, median of every run: ${cpuCost === null ? "?" : `${(cpuCost * 100).toFixed(1)}% more`} with the ledger on`,
+    );
   } else {
     console.log("no ledger comparison: needs the ledger-off and ledger-on cases");
   }
   for (const r of results.filter((x) => x.listeners > 0)) {
     console.log(
-      `${r.id}: ${r.creates_per_s} creates/s (${fixed(ratio(r, off), 2)}x ledger-off, ${fixed(ratio(r, on), 2)}x ledger-on), ` +
+      `${r.id}: ${r.creates_per_s} creates/s (${fixed(ratio(r, off), 2)}x ledger-off, ${fixed(ratio(r, on), 2)}x ledger-on; ` +
+        `quiet runs ${r.quiet_runs?.runs ?? 0}, median ${r.quiet_runs?.creates_per_s_median ?? "-"}), ` +
         `listener lag p99 ${r.lag_ms?.p99 ?? "?"} ms` +
         (r.sparse ? ` (light load: p50 ${r.sparse.lag_ms.p50} ms, max ${r.sparse.lag_ms.max} ms)` : "") +
         ", " +
@@ -891,6 +968,7 @@ async function main(): Promise<void> {
       sparse_writes: sparseWrites,
       sparse_gap_ms: SPARSE_GAP_MS,
       quiet_busy_pct_max: QUIET_BUSY_PCT_MAX,
+      quiet_run_other_work_pct_max: OTHERS_PCT_MAX,
       machine_cpu:
         "/proc/stat over the window: busy (all but idle, iowait, steal), ours (the processes above), " +
         "others = busy - ours: work on the machine that is not this benchmark's",
