@@ -228,6 +228,8 @@ interface CaseResult {
   readonly quiet_runs?: QuietRuns;
   /** The median over every run of the total CPU per 1000 key creates. */
   readonly total_cpu_s_per_1k_creates_median?: number | null;
+  /** The same for the leader's process alone (the busiest: its event loop sets the pace). */
+  readonly leader_cpu_s_per_1k_creates_median?: number | null;
 }
 
 interface QuietRuns {
@@ -753,6 +755,12 @@ async function main(): Promise<void> {
       sparse_lag_max_ms: r.sparse?.lag_ms.max ?? null,
     })),
     quiet_runs: quietRuns(caseRuns),
+    leader_cpu_s_per_1k_creates_median: median(
+      caseRuns.flatMap((r) => {
+        const v = cpuOf(r, "leader");
+        return v === null ? [] : [v];
+      }),
+    ),
     total_cpu_s_per_1k_creates_median: median(
       caseRuns.flatMap((r) =>
         r.cpu.total_cpu_s_per_1k_creates === null ? [] : [r.cpu.total_cpu_s_per_1k_creates],
@@ -877,6 +885,9 @@ async function main(): Promise<void> {
     const cpuMedOn = on.total_cpu_s_per_1k_creates_median ?? null;
     const cpuMedOff = off.total_cpu_s_per_1k_creates_median ?? null;
     const cpuCost = cpuMedOn !== null && cpuMedOff ? cpuMedOn / cpuMedOff - 1 : null;
+    const leaderOn = on.leader_cpu_s_per_1k_creates_median ?? null;
+    const leaderOff = off.leader_cpu_s_per_1k_creates_median ?? null;
+    const leaderCost = leaderOn !== null && leaderOff ? leaderOn / leaderOff - 1 : null;
     comparison = {
       ledger_cost: Number(cost.toFixed(3)),
       quiet_runs: {
@@ -888,6 +899,8 @@ async function main(): Promise<void> {
       },
       /** Extra CPU per key create (all processes, median over every run) with the ledger on. */
       cpu_cost: cpuCost === null ? null : Number(cpuCost.toFixed(3)),
+      /** The same for the leader's process alone. */
+      leader_cpu_cost: leaderCost === null ? null : Number(leaderCost.toFixed(3)),
       ledger_on_vs_off: ratio(on, off),
       ledger_on_vs_off_by_round: rounds,
       /** CPU per key create, all processes, ledger on over off. */
@@ -912,7 +925,8 @@ async function main(): Promise<void> {
           ? "none to compare"
           : `${qOn} vs ${qOff} creates/s — the ledger costs ${(quietCost * 100).toFixed(1)}% ` +
             `(target: ${quietCost <= TARGET_COST_MAX ? "met" : "NOT met"})`) +
-        `; CPU per key create, median of every run: ${cpuCost === null ? "?" : `${(cpuCost * 100).toFixed(1)}% more`} with the ledger on`,
+        `; CPU per key create, median of every run: ${cpuCost === null ? "?" : `${(cpuCost * 100).toFixed(1)}% more`} ` +
+        `(the leader's: ${leaderCost === null ? "?" : `${(leaderCost * 100).toFixed(1)}% more`}) with the ledger on`,
     );
   } else {
     console.log("no ledger comparison: needs the ledger-off and ledger-on cases");
