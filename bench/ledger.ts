@@ -888,8 +888,15 @@ async function main(): Promise<void> {
     const leaderOn = on.leader_cpu_s_per_1k_creates_median ?? null;
     const leaderOff = off.leader_cpu_s_per_1k_creates_median ?? null;
     const leaderCost = leaderOn !== null && leaderOff ? leaderOn / leaderOff - 1 : null;
+    const mostlyQuiet = (r: CaseResult) => (r.quiet_runs?.runs ?? 0) * 2 > (r.runs?.length ?? 0);
+    const ratesReliable = mostlyQuiet(on) && mostlyQuiet(off);
     comparison = {
       ledger_cost: Number(cost.toFixed(3)),
+      /**
+       * Whether most runs of both cases were quiet; if not, other work on the machine moved the
+       * rates more than the ledger could, and the CPU per key create is the figure to go by.
+       */
+      rates_reliable: ratesReliable,
       quiet_runs: {
         other_work_pct_max: OTHERS_PCT_MAX,
         ledger_off_runs: off.quiet_runs?.runs ?? 0,
@@ -928,6 +935,12 @@ async function main(): Promise<void> {
         `; CPU per key create, median of every run: ${cpuCost === null ? "?" : `${(cpuCost * 100).toFixed(1)}% more`} ` +
         `(the leader's: ${leaderCost === null ? "?" : `${(leaderCost * 100).toFixed(1)}% more`}) with the ledger on`,
     );
+    if (!ratesReliable) {
+      console.log(
+        `RATES UNRELIABLE: other work took more than ${OTHERS_PCT_MAX}% of a core in most runs of ledger-on or ` +
+          "ledger-off; the creates/s verdict above says little; go by CPU per key create",
+      );
+    }
   } else {
     console.log("no ledger comparison: needs the ledger-off and ledger-on cases");
   }
