@@ -706,7 +706,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
 function cpuOf(r: CaseResult, ...roles: ProcessRole[]): number | null {
   const ps = r.cpu.processes.filter((p) => roles.includes(p.role));
   if (ps.length === 0 || ps.some((p) => p.cpu_s_per_1k_creates === null)) return null;
-  return ps.reduce((a, p) => a + p.cpu_s_per_1k_creates!, 0);
+  return Number(ps.reduce((a, p) => a + p.cpu_s_per_1k_creates!, 0).toFixed(4));
 }
 const pctOf = (r: CaseResult, role: ProcessRole) =>
   r.cpu.processes
