@@ -16,13 +16,21 @@
  * run writes bench/results/cluster.partial.json, never the reference cluster.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import cliProgress from "cli-progress";
-import hdr from "hdr-histogram-js";
+import type cliProgress from "cli-progress";
 import { MetaraftClient } from "../src/client/client.js";
 import { ProcessCluster } from "../test/helpers/cluster.js";
-import { clockTicks, positiveInt, processCpuSeconds } from "./common.js";
+import {
+  KeyCreateLoad,
+  latencySummary,
+  machineInfo,
+  medianRun,
+  pct,
+  positiveInt,
+  processCpuSeconds,
+  progressBar,
+} from "./common.js";
 
 type Mode = "leader-execution" | "replicated-request";
 const MODES: readonly Mode[] = ["leader-execution", "replicated-request"];
@@ -195,15 +203,6 @@ interface CaseResult {
   readonly startup_ms: number;
 }
 
-const pct = (cpuSeconds: number, wallSeconds: number) =>
-  Number(((cpuSeconds / wallSeconds) * 100).toFixed(1));
-const errorCode = (error: unknown) =>
-  typeof (error as { code?: unknown })?.code === "string"
-    ? (error as { code: string }).code
-    : error instanceof Error
-      ? error.name
-      : "unknown";
-
 async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar): Promise<CaseResult> {
   const t0 = Date.now();
   bar.update(0, { label, phase: "starting", rate: "-" });
@@ -236,70 +235,25 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
     await clients[0]!.createVolume(volume);
     await clients[0]!.createBucket(volume, bucket);
 
-    const histogram = hdr.build({
-      lowestDiscernibleValue: 1,
-      highestTrackableValue: 120_000_000,
-      numberOfSignificantValueDigits: 3,
-    });
-    let measuring = false;
-    let stop = false;
-    let measureStart = 0;
-    let creates = 0;
-    let errors = 0;
-    /** Successful requests (an open-key or a commit-key) counted, measured or not. */
-    let requestsDone = 0;
-    const errorCodes: Record<string, number> = {};
-    /** Key creates completed in each second of the window: shows stalls an average hides. */
-    const perSecond: number[] = [];
+    const load = new KeyCreateLoad({ clients, volume, bucket, inflight });
     /** The leader's status, or null if it does not answer in time (it is busy or gone). */
     const leaderStatus = () =>
       cluster.status(leader).then(
         (s) => s as Status,
         () => null,
       );
-
-    const loop = async (loopId: number) => {
-      const client = clients[loopId % connections]!;
-      for (let n = 0; !stop; n++) {
-        const key = `k-${loopId}-${n}`;
-        const started = process.hrtime.bigint();
-        const counted = measuring;
-        try {
-          const { openKeyId } = await client.openKey(volume, bucket, key, 1024);
-          requestsDone++;
-          await client.commitKey(volume, bucket, key, openKeyId, { size: 1024, etag: `e-${loopId}-${n}` });
-          requestsDone++;
-          // A pair counts if it started and ended inside the measured window.
-          if (counted && measuring) {
-            histogram.recordValue(Number((process.hrtime.bigint() - started) / 1000n));
-            creates++;
-            const second = Math.floor((Date.now() - measureStart) / 1000);
-            perSecond[second] = (perSecond[second] ?? 0) + 1;
-          }
-        } catch (error) {
-          if (measuring || counted) {
-            errors++;
-            const code = errorCode(error);
-            errorCodes[code] = (errorCodes[code] ?? 0) + 1;
-          }
-          // Do not spin on a node that refuses at once.
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
-    };
-
-    const loops = Array.from({ length: inflight }, (_, i) => loop(i));
+    load.start();
     const warmupEnd = Date.now() + WARMUP_MS;
     const ticker = setInterval(() => {
-      if (!measuring) {
+      if (!load.measuring) {
         bar.update(0, { label, phase: "warm-up", rate: "-" });
         return;
       }
-      const elapsed = (Date.now() - measureStart) / 1000;
+      const elapsed = (Date.now() - load.measureStart) / 1000;
       bar.update(Math.min(elapsed, seconds), {
         label,
         phase: "measuring",
-        rate: elapsed > 0 ? (creates / elapsed).toFixed(0) : "-",
+        rate: elapsed > 0 ? (load.creates / elapsed).toFixed(0) : "-",
       });
     }, 250);
     let before: Status | null;
@@ -315,29 +269,27 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
     try {
       await new Promise((r) => setTimeout(r, Math.max(0, warmupEnd - Date.now())));
       before = await leaderStatus();
-      requestsBefore = requestsDone;
+      requestsBefore = load.requestsDone;
       cpuBefore = pids.map(processCpuSeconds);
       loadgenBefore = process.cpuUsage();
-      measureStart = Date.now();
       const startHr = process.hrtime.bigint();
-      measuring = true;
+      load.measure(true);
       await new Promise((r) => setTimeout(r, seconds * 1000));
-      measuring = false;
+      load.measure(false);
       elapsed = Number(process.hrtime.bigint() - startHr) / 1e9;
       cpuAfter = pids.map(processCpuSeconds);
       loadgenCpu = process.cpuUsage(loadgenBefore);
-      requestsAfter = requestsDone;
+      requestsAfter = load.requestsDone;
       after = await leaderStatus();
     } finally {
-      stop = true;
       clearInterval(ticker);
+      bar.update(seconds, { label, phase: "draining", rate: (load.creates / seconds).toFixed(0) });
+      await load.stop();
     }
-    bar.update(seconds, { label, phase: "draining", rate: (creates / elapsed).toFixed(0) });
-    await Promise.all(loops);
 
     const leaderChanged =
       before === null || after === null ? null : after.role !== "leader" || after.term !== before.term;
-    const bySecond = Array.from({ length: Math.round(elapsed) }, (_, i) => perSecond[i] ?? 0);
+    const bySecond = load.bySecond(elapsed);
     const nodes: NodeCpu[] = cluster.members.map((m, i) => {
       const b = cpuBefore[i];
       const a = cpuAfter[i];
@@ -371,11 +323,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
         "requests answered to the load generator / leader raftStats.entriesApplied (deltas over the window; " +
         "1 by construction, off by the requests in flight at the window's edges)";
     }
-    const completed = creates;
-    // HdrHistogram reports a bucket's highest equivalent value, which can exceed the largest
-    // recorded value: clamp to it.
-    const lat = (p: number) =>
-      completed > 0 ? Math.min(histogram.getValueAtPercentile(p), histogram.maxValue) : 0;
+    const completed = load.creates;
     return {
       id: spec.id,
       mode: spec.mode,
@@ -384,15 +332,9 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
       key_creates: completed,
       creates_per_s: Math.round(completed / elapsed),
       requests_per_s: Math.round((requestsAfter - requestsBefore) / elapsed),
-      errors,
-      error_codes: errorCodes,
-      latency_us: {
-        p50: lat(50),
-        p99: lat(99),
-        p999: lat(99.9),
-        max: completed > 0 ? histogram.maxValue : 0,
-        mean: completed > 0 ? Math.round(histogram.mean) : 0,
-      },
+      errors: load.errors,
+      error_codes: load.errorCodes,
+      latency_us: latencySummary(load.histogram),
       requests_per_entry: requestsPerEntry === null ? null : Number(requestsPerEntry.toFixed(2)),
       requests_per_entry_source: source,
       leader_entries_applied: entriesApplied,
@@ -426,18 +368,7 @@ async function main(): Promise<void> {
     `bench:cluster: ${cases.length} case(s), 3 nodes each, ${connections} connections, ${inflight} pairs in flight, ` +
       `${WARMUP_MS / 1000} s warm-up + ${seconds} s measured per case\n`,
   );
-  const bar = new cliProgress.SingleBar(
-    {
-      format: "{label} {bar} {value}/{total} s  {phase}  {rate} creates/s",
-      formatValue: (v, _options, type) => (type === "value" ? Number(v).toFixed(1) : String(v)),
-      hideCursor: true,
-      noTTYOutput: true,
-      notTTYSchedule: 2000,
-      stopOnComplete: false,
-      clearOnComplete: false,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = progressBar();
   const runs: CaseResult[][] = cases.map(() => []);
   bar.start(seconds, 0, { label: "", phase: "", rate: "-" });
   try {
@@ -452,11 +383,10 @@ async function main(): Promise<void> {
   }
   // Each case's median run (by key creates per second), whole, so that its latencies and CPU
   // belong to the same run, with every run's rate beside it.
-  const results: CaseResult[] = runs.map((caseRuns) => {
-    const sorted = [...caseRuns].sort((a, b) => a.creates_per_s - b.creates_per_s);
-    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
-    return { ...median, creates_per_s_runs: caseRuns.map((r) => r.creates_per_s) };
-  });
+  const results: CaseResult[] = runs.map((caseRuns) => ({
+    ...medianRun(caseRuns, (r) => r.creates_per_s),
+    creates_per_s_runs: caseRuns.map((r) => r.creates_per_s),
+  }));
 
   console.table(
     results.map((r) => ({
@@ -534,14 +464,7 @@ async function main(): Promise<void> {
   }
 
   const result = {
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model,
-      memory_gb: Number((totalmem() / 2 ** 30).toFixed(1)),
-      node: process.version,
-      clock_ticks_per_s: clockTicks,
-      date: new Date().toISOString(),
-    },
+    machine: machineInfo(),
     config: {
       nodes: 3,
       transport: "loopback",

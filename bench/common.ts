@@ -1,6 +1,13 @@
-/** Helpers the benchmarks share: argument checks and per-process CPU from /proc. */
+/**
+ * Helpers the benchmarks share: argument checks, per-process CPU from /proc, latency
+ * histograms, the key-create load of the cluster benchmarks and their progress line.
+ */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import cliProgress from "cli-progress";
+import hdr from "hdr-histogram-js";
+import type { MetaraftClient } from "../src/client/client.js";
 
 export function positiveInt(name: string, text: string): number {
   const n = Number(text);
@@ -29,5 +36,219 @@ export function processCpuSeconds(pid: number | undefined): number | undefined {
     return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicks;
   } catch {
     return undefined;
+  }
+}
+
+/** `part` of `whole` seconds as % of one core, one decimal. */
+export const pct = (cpuSeconds: number, wallSeconds: number): number =>
+  Number(((cpuSeconds / wallSeconds) * 100).toFixed(1));
+
+/** An error's stable code (a MetaraftError's), else its class name. */
+export const errorCode = (error: unknown): string =>
+  typeof (error as { code?: unknown })?.code === "string"
+    ? (error as { code: string }).code
+    : error instanceof Error
+      ? error.name
+      : "unknown";
+
+export interface LatencyUs {
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+/** A histogram wide enough for any latency in µs a benchmark sees (2 minutes, 3 digits). */
+export function latencyHistogram(): hdr.Histogram {
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+}
+
+/** Percentiles of `histogram` (empty: zeros). */
+export function latencySummary(histogram: hdr.Histogram): LatencyUs {
+  const n = histogram.totalCount;
+  // HdrHistogram reports a bucket's highest equivalent value, which can exceed the largest
+  // recorded value: clamp to it.
+  const at = (p: number) => (n > 0 ? Math.min(histogram.getValueAtPercentile(p), histogram.maxValue) : 0);
+  return {
+    p50: at(50),
+    p99: at(99),
+    p999: at(99.9),
+    max: n > 0 ? histogram.maxValue : 0,
+    mean: n > 0 ? Math.round(histogram.mean) : 0,
+  };
+}
+
+/** The median run by `rate`, whole (its latencies and CPU belong to the same run). */
+export function medianRun<T>(runs: readonly T[], rate: (run: T) => number): T {
+  const sorted = [...runs].sort((a, b) => rate(a) - rate(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+export interface LoadOptions {
+  /** The connections; loop i uses clients[i % clients.length]. */
+  readonly clients: readonly MetaraftClient[];
+  readonly volume: string;
+  readonly bucket: string;
+  /** Open-key + commit-key pairs in flight at once (one loop each). */
+  readonly inflight: number;
+}
+
+/**
+ * The key-create load of bench:cluster and bench:ledger: `inflight` loops, each doing
+ * openKey + commitKey on unique keys (like Ozone's freon `omkg`) until `stop()`. Only pairs
+ * that start and end inside the measured window (`measure(true)` .. `measure(false)`) count.
+ */
+export class KeyCreateLoad {
+  readonly histogram = latencyHistogram();
+  readonly errorCodes: Record<string, number> = {};
+  /** Key creates counted (inside the window). */
+  creates = 0;
+  errors = 0;
+  /** Successful requests (an open-key or a commit-key), measured or not. */
+  requestsDone = 0;
+  /** Date.now() when the window opened (0: not yet). */
+  measureStart = 0;
+  readonly #options: LoadOptions;
+  /** Key creates completed in each second of the window: shows stalls an average hides. */
+  readonly #perSecond: number[] = [];
+  #measuring = false;
+  #stop = false;
+  #loops: Promise<void>[] = [];
+
+  constructor(options: LoadOptions) {
+    this.#options = options;
+  }
+
+  get measuring(): boolean {
+    return this.#measuring;
+  }
+
+  start(): void {
+    this.#loops = Array.from({ length: this.#options.inflight }, (_, i) => this.#loop(i));
+  }
+
+  measure(on: boolean): void {
+    if (on) this.measureStart = Date.now();
+    this.#measuring = on;
+  }
+
+  /** Stops every loop once its pair in flight is done. */
+  async stop(): Promise<void> {
+    this.#stop = true;
+    await Promise.all(this.#loops);
+  }
+
+  /** Key creates per whole second of a window `elapsed` seconds long. */
+  bySecond(elapsed: number): number[] {
+    return Array.from({ length: Math.round(elapsed) }, (_, i) => this.#perSecond[i] ?? 0);
+  }
+
+  async #loop(loopId: number): Promise<void> {
+    const { clients, volume, bucket } = this.#options;
+    const client = clients[loopId % clients.length]!;
+    for (let n = 0; !this.#stop; n++) {
+      const key = `k-${loopId}-${n}`;
+      const started = process.hrtime.bigint();
+      const counted = this.#measuring;
+      try {
+        const { openKeyId } = await client.openKey(volume, bucket, key, 1024);
+        this.requestsDone++;
+        await client.commitKey(volume, bucket, key, openKeyId, { size: 1024, etag: `e-${loopId}-${n}` });
+        this.requestsDone++;
+        // A pair counts if it started and ended inside the measured window.
+        if (counted && this.#measuring) {
+          this.histogram.recordValue(Number((process.hrtime.bigint() - started) / 1000n));
+          this.creates++;
+          const second = Math.floor((Date.now() - this.measureStart) / 1000);
+          this.#perSecond[second] = (this.#perSecond[second] ?? 0) + 1;
+        }
+      } catch (error) {
+        if (this.#measuring || counted) {
+          this.errors++;
+          const code = errorCode(error);
+          this.errorCodes[code] = (this.errorCodes[code] ?? 0) + 1;
+        }
+        // Do not spin on a node that refuses at once.
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+}
+
+/** The progress line every cluster benchmark shows: case, seconds measured, phase, rate. */
+export function progressBar(): cliProgress.SingleBar {
+  return new cliProgress.SingleBar(
+    {
+      format: "{label} {bar} {value}/{total} s  {phase}  {rate} creates/s",
+      formatValue: (v, _options, type) => (type === "value" ? Number(v).toFixed(1) : String(v)),
+      hideCursor: true,
+      noTTYOutput: true,
+      notTTYSchedule: 2000,
+      stopOnComplete: false,
+      clearOnComplete: false,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/** The machine a result was measured on. */
+export function machineInfo() {
+  return {
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
+    memory_gb: Number((totalmem() / 2 ** 30).toFixed(1)),
+    node: process.version,
+    clock_ticks_per_s: clockTicks,
+    date: new Date().toISOString(),
+  };
+}
+
+/**
+ * The whole machine's CPU time (all cores, /proc/stat) in seconds: `busy` (everything but idle,
+ * iowait and steal) and `steal` (time a hypervisor ran something else while this machine wanted
+ * to run); undefined where there is no /proc. Beside the benchmark's own processes, `busy` shows
+ * how much of the machine other work took during a window.
+ */
+export function machineCpuSeconds(): { busy: number; steal: number } | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!;
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is in user).
+    const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+    return {
+      busy: ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0)) / clockTicks,
+      steal: (steal ?? 0) / clockTicks,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until the machine is quiet: until a one-second sample of its busy CPU (with nothing of
+ * the benchmark running) is at most `busyPctMax` % of one core, or `limitMs` passed. On a machine
+ * shared with other work this keeps a case from starting in the middle of someone's build; it
+ * cannot keep the work from starting later, so the window's own figure is recorded as well.
+ * Returns how long it waited and the last sample.
+ */
+export async function waitForQuiet(
+  busyPctMax: number,
+  limitMs: number,
+): Promise<{ waited_ms: number; busy_pct: number | null }> {
+  const t0 = Date.now();
+  for (;;) {
+    const a = machineCpuSeconds();
+    const s0 = process.hrtime.bigint();
+    await new Promise((r) => setTimeout(r, 1000));
+    const b = machineCpuSeconds();
+    const wall = Number(process.hrtime.bigint() - s0) / 1e9;
+    const busy = a && b ? pct(b.busy - a.busy, wall) : null;
+    if (busy === null || busy <= busyPctMax || Date.now() - t0 >= limitMs) {
+      return { waited_ms: Date.now() - t0, busy_pct: busy };
+    }
   }
 }
