@@ -15,7 +15,6 @@
  * Case ids: `replicated-request`, `leader-execution/batchers-<n>`. A `--quick` or `--filter`
  * run writes bench/results/cluster.partial.json, never the reference cluster.json.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import type cliProgress from "cli-progress";
@@ -30,6 +29,8 @@ import {
   positiveInt,
   processCpuSeconds,
   progressBar,
+  showLoadProgress,
+  writeResults,
 } from "./common.js";
 
 type Mode = "leader-execution" | "replicated-request";
@@ -244,18 +245,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
       );
     load.start();
     const warmupEnd = Date.now() + WARMUP_MS;
-    const ticker = setInterval(() => {
-      if (!load.measuring) {
-        bar.update(0, { label, phase: "warm-up", rate: "-" });
-        return;
-      }
-      const elapsed = (Date.now() - load.measureStart) / 1000;
-      bar.update(Math.min(elapsed, seconds), {
-        label,
-        phase: "measuring",
-        rate: elapsed > 0 ? (load.creates / elapsed).toFixed(0) : "-",
-      });
-    }, 250);
+    const ticker = showLoadProgress(load, bar, label, seconds);
     let before: Status | null;
     let after: Status | null;
     let requestsBefore: number;
@@ -493,10 +483,7 @@ async function main(): Promise<void> {
   // fsync has its own file.
   const complete = !quick && filter === undefined;
   const name = !complete ? "cluster.partial" : noSync ? "cluster.nosync" : "cluster";
-  const out = new URL(`../../bench/results/${name}.json`, import.meta.url);
-  mkdirSync(new URL(".", out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  process.stderr.write(`wrote ${out.pathname}\n`);
+  writeResults(name, result);
 }
 
 main().catch((error: unknown) => {

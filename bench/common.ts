@@ -3,7 +3,7 @@
  * histograms, the key-create load of the cluster benchmarks and their progress line.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import cliProgress from "cli-progress";
 import hdr from "hdr-histogram-js";
@@ -180,11 +180,11 @@ export class KeyCreateLoad {
   }
 }
 
-/** The progress line every cluster benchmark shows: case, seconds measured, phase, rate. */
-export function progressBar(): cliProgress.SingleBar {
+/** The progress line every cluster benchmark shows: case, seconds measured, phase, rate (in `unit`). */
+export function progressBar(unit = "creates/s"): cliProgress.SingleBar {
   return new cliProgress.SingleBar(
     {
-      format: "{label} {bar} {value}/{total} s  {phase}  {rate} creates/s",
+      format: `{label} {bar} {value}/{total} s  {phase}  {rate}${unit ? ` ${unit}` : ""}`,
       formatValue: (v, _options, type) => (type === "value" ? Number(v).toFixed(1) : String(v)),
       hideCursor: true,
       noTTYOutput: true,
@@ -251,4 +251,36 @@ export async function waitForQuiet(
       return { waited_ms: Date.now() - t0, busy_pct: busy };
     }
   }
+}
+
+/**
+ * Shows a key-create load's warm-up, then its seconds measured and rate, every 250 ms until
+ * the returned interval is cleared.
+ */
+export function showLoadProgress(
+  load: KeyCreateLoad,
+  bar: cliProgress.SingleBar,
+  label: string,
+  seconds: number,
+): NodeJS.Timeout {
+  return setInterval(() => {
+    if (!load.measuring) {
+      bar.update(0, { label, phase: "warm-up", rate: "-" });
+      return;
+    }
+    const elapsed = (Date.now() - load.measureStart) / 1000;
+    bar.update(Math.min(elapsed, seconds), {
+      label,
+      phase: "measuring",
+      rate: elapsed > 0 ? (load.creates / elapsed).toFixed(0) : "-",
+    });
+  }, 250);
+}
+
+/** Writes `bench/results/NAME.json` (a quick or filtered run names a `.partial` file, never the reference). */
+export function writeResults(name: string, result: unknown): void {
+  const out = new URL(`../../bench/results/${name}.json`, import.meta.url);
+  mkdirSync(new URL(".", out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  process.stderr.write(`wrote ${out.pathname}\n`);
 }

@@ -18,7 +18,7 @@
  * bench/results/faults.partial.json, never the reference faults.json.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, connect as dialTcp, type Server, type Socket } from "node:net";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -33,7 +33,7 @@ import { RpcClient } from "../src/client/rpc-client.js";
 import { EVENT_LOOP_RESOLUTION_MS, LEARNER_PROMOTE_LAG_ENTRIES_MAX } from "../src/server/node.js";
 import { SETTINGS } from "../src/settings.js";
 import { freePort } from "../test/helpers/cluster.js";
-import { positiveInt } from "./common.js";
+import { positiveInt, writeResults } from "./common.js";
 
 const cli = fileURLToPath(new URL("../src/cli/metaraft.js", import.meta.url));
 const TICK_MS = 50;
@@ -916,10 +916,7 @@ async function main() {
     runs: Object.fromEntries(runs),
   };
   const name = quick || values.filter ? "faults.partial" : "faults";
-  const out = new URL(`../../bench/results/${name}.json`, import.meta.url);
-  mkdirSync(new URL(".", out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  process.stderr.write(`wrote ${out.pathname}\n`);
+  writeResults(name, result);
 }
 
 main().then(

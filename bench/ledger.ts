@@ -32,7 +32,6 @@
  * cases by CPU per key create (which other work barely moves) rather than by creates/s.
  */
 import { type ChildProcess, fork, spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -53,7 +52,9 @@ import {
   positiveInt,
   processCpuSeconds,
   progressBar,
+  showLoadProgress,
   waitForQuiet,
+  writeResults,
 } from "./common.js";
 
 const WARMUP_MS = 1000;
@@ -491,18 +492,7 @@ async function runCase(spec: CaseSpec, label: string, bar: cliProgress.SingleBar
       );
     load.start();
     const warmupEnd = Date.now() + WARMUP_MS;
-    const ticker = setInterval(() => {
-      if (!load.measuring) {
-        bar.update(0, { label, phase: "warm-up", rate: "-" });
-        return;
-      }
-      const elapsed = (Date.now() - load.measureStart) / 1000;
-      bar.update(Math.min(elapsed, seconds), {
-        label,
-        phase: "measuring",
-        rate: elapsed > 0 ? (load.creates / elapsed).toFixed(0) : "-",
-      });
-    }, 250);
+    const ticker = showLoadProgress(load, bar, label, seconds);
 
     // Every process that may spend CPU on the load, in a fixed order.
     const watched: { role: ProcessRole; node: number | null; pid: number | undefined }[] = [
@@ -1005,10 +995,7 @@ async function main(): Promise<void> {
   };
   const complete = !quick && filter === undefined;
   const name = !complete ? "ledger.partial" : noSync ? "ledger.nosync" : "ledger";
-  const out = new URL(`../../bench/results/${name}.json`, import.meta.url);
-  mkdirSync(new URL(".", out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  process.stderr.write(`wrote ${out.pathname}\n`);
+  writeResults(name, result);
 }
 
 main().catch((error: unknown) => {

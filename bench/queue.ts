@@ -15,17 +15,16 @@
  *
  * A `--quick` or `--filter` run writes bench/results/queue.partial.json, never queue.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import cliProgress from "cli-progress";
 import hdr from "hdr-histogram-js";
 import { MetaraftClient } from "../src/client/client.js";
 import { QUEUE_METRICS, quantile } from "../src/queues/index.js";
 import { ProcessCluster } from "../test/helpers/cluster.js";
-import { clockTicks, positiveInt, processCpuSeconds } from "./common.js";
+import { clockTicks, positiveInt, processCpuSeconds, progressBar, writeResults } from "./common.js";
 
 const { values } = parseArgs({
   options: {
@@ -139,18 +138,8 @@ async function main(): Promise<void> {
       `${keyInflight} key-create pairs and ${queueInflight} adds of ${eventBytes}-byte events in flight; ` +
       `${seconds} s measured per case\n`,
   );
-  const bar = new cliProgress.SingleBar(
-    {
-      format: "{label} {bar} {value}/{total} s  {phase}  {rate}",
-      formatValue: (v, _options, type) => (type === "value" ? Number(v).toFixed(1) : String(v)),
-      hideCursor: true,
-      noTTYOutput: true,
-      notTTYSchedule: 2000,
-      stopOnComplete: false,
-      clearOnComplete: false,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  // The rate says its own unit (events or creates per second).
+  const bar = progressBar("");
   bar.start(seconds, 0, { label: "", phase: "starting the cluster", rate: "" });
   const cluster = await ProcessCluster.start({
     kind: "metaraft",
@@ -429,10 +418,7 @@ async function main(): Promise<void> {
     cost_to_key_creates: cost,
   };
   const name = quick || filter !== undefined ? "queue.partial" : "queue";
-  const out = new URL(`../../bench/results/${name}.json`, import.meta.url);
-  mkdirSync(new URL(".", out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  process.stderr.write(`wrote ${out.pathname}\n`);
+  writeResults(name, result);
 }
 
 main().catch((error: unknown) => {
