@@ -118,6 +118,14 @@ export const errorRegistry = {
     message: "the txn has more compares and ops than kv.txnOpsMax",
     httpStatus: 413,
   },
+  MR_ERR_SESSION_EXPIRED: {
+    message: "the session has expired or was closed: open a new one",
+    httpStatus: 404,
+  },
+  MR_ERR_SESSION_LIMIT: {
+    message: "a session limit was reached (session.sessionsMax or session.ephemeralKeysMax)",
+    httpStatus: 429,
+  },
 
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Op, ReadEventsReply, ReplyOf } from "../protocol/index.js";
 import { type Endpoint, RpcClient, type RpcClientOptions } from "./rpc-client.js";
+import { Session, SessionKeeper } from "./session.js";
 import { Watch, type WatchOptions } from "./watch.js";
 
 export interface ClientOptions {
@@ -55,6 +56,7 @@ export class MetaraftClient {
   readonly #rpc: RpcClient;
   readonly #rpcOptions: RpcClientOptions;
   #callId = 0;
+  #keeper: SessionKeeper | undefined;
 
   constructor(options: ClientOptions) {
     this.clientId = options.clientId ?? randomUUID();
@@ -334,9 +336,73 @@ export class MetaraftClient {
     return this.write("queuePurgeDeadLetters", { queue, ...options });
   }
 
-  /** Puts a coordination key; `prevKv` asks for the entry it replaced. Replies `{ txid, prevKv? }`. */
-  kvPut(key: string, value: string | Uint8Array, options: { prevKv?: boolean } = {}): Promise<Reply> {
-    return this.write("kvPut", { key, value, ...(options.prevKv ? { prevKv: true } : {}) });
+  /**
+   * Puts a coordination key; `prevKv` asks for the entry it replaced. With `session` (a
+   * `Session` or its id) the entry is ephemeral: it goes when the session ends. Replies
+   * `{ txid, prevKv? }`; MR_ERR_SESSION_EXPIRED if the session has ended.
+   */
+  kvPut(
+    key: string,
+    value: string | Uint8Array,
+    options: { prevKv?: boolean; session?: Session | number } = {},
+  ): Promise<Reply> {
+    const session = typeof options.session === "object" ? options.session.id : options.session;
+    return this.write("kvPut", {
+      key,
+      value,
+      ...(options.prevKv ? { prevKv: true } : {}),
+      ...(session === undefined ? {} : { session }),
+    });
+  }
+
+  /**
+   * Opens a session with a TTL (2 s up to the cluster's session.ttlMaxMs) and heartbeats it every
+   * TTL/3 with this client's other sessions, in one message, until it is closed or expires.
+   */
+  async createSession(options: { ttlMs: number }): Promise<Session> {
+    const reply = await this.write("sessionCreate", { ttlMs: options.ttlMs });
+    this.#keeper ??= new SessionKeeper({
+      keepAlive: (ids, timeoutMs) =>
+        this.keepAlive(ids, timeoutMs) as Promise<{ expired: readonly number[] }>,
+      close: (id) => this.write("sessionClose", { sessionId: id }),
+    });
+    const session = new Session(reply.sessionId as number, reply.ttlMs as number, this.#keeper, Date.now());
+    this.#keeper.add(session);
+    return session;
+  }
+
+  /**
+   * One heartbeat message for many sessions (what `createSession` sends for you). Replies
+   * `{ expired: ids }`: the ids the leader holds no live session for.
+   */
+  keepAlive(ids: readonly number[], timeoutMs?: number): Promise<Reply> {
+    return this.#rpc.call("sessionKeepAlive", { ids }, timeoutMs, timeoutMs);
+  }
+
+  /** Closes a session by id: its ephemeral entries are deleted at once. */
+  closeSession(id: number): Promise<Reply> {
+    return this.write("sessionClose", { sessionId: id });
+  }
+
+  /** A session's record and ephemeral keys (`session`), or how it ended (`ended`). */
+  sessionGet(id: number, options: ReadOptions = {}): Promise<Reply> {
+    return this.read("sessionGet", { sessionId: id }, options);
+  }
+
+  /** Open sessions (or with `ended`, the last ones that ended), in id order. */
+  sessionList(
+    options: ReadOptions & { ended?: boolean; startAfter?: number; limit?: number } = {},
+  ): Promise<Reply> {
+    const { stale, timeoutMs, ...page } = options;
+    return this.read("sessionList", page, {
+      ...(stale ? { stale } : {}),
+      ...(timeoutMs ? { timeoutMs } : {}),
+    });
+  }
+
+  /** The leader's view of live sessions: remaining TTL and heartbeat age (`ids` to pick some). */
+  sessionStatus(ids?: readonly number[]): Promise<Reply> {
+    return this.#rpc.call("sessionStatus", ids ? { ids } : {});
   }
 
   /** A coordination key's entry `{ key, value, createTxid, modTxid, version }`, or `kv: null`. */
@@ -383,6 +449,7 @@ export class MetaraftClient {
   }
 
   close(): void {
+    this.#keeper?.close();
     this.#rpc.close();
   }
 }

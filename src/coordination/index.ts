@@ -1,5 +1,5 @@
 /**
- * Coordination: the keyspace (etcd's put, get, delete, range and txn over the `kv` table), as
+ * Coordination: the keyspace (etcd's put, get, delete, range and txn over the `kv` table) and sessions with their ephemeral entries, as
  * `RequestSpec`s for the executor, and the records it stores.
  */
 
@@ -33,3 +33,30 @@ export {
   readKv,
   runKvOps,
 } from "./kv.js";
+export {
+  readSession,
+  SESSION_TOMBSTONES_KEPT,
+  SESSION_TTL_MIN_MS,
+  type SessionEnd,
+  type SessionId,
+  type SessionRecord,
+  type SessionTombstone,
+} from "./session-records.js";
+export {
+  type KeepAliveResult,
+  type SessionLiveness,
+  SessionTracker,
+  type SessionTrackerOptions,
+} from "./session-tracker.js";
+export {
+  allSessions,
+  type EndedSessionInfo,
+  readTombstone,
+  SESSION_BATCH_MAX,
+  SESSION_EXPIRE_KEYS_MAX,
+  SESSION_INTERNAL_OPS,
+  SESSION_LIMITS_DEFAULT,
+  type SessionInfo,
+  type SessionLimits,
+  sessionSpecs,
+} from "./sessions.js";

@@ -3,6 +3,14 @@ import { MetaraftError } from "../errors.js";
 import type { EventDraft } from "../events/index.js";
 import type { Execution, Request, RequestSpec, StateReader, Write } from "../execution/types.js";
 import { SETTINGS, type Settings } from "../settings.js";
+import {
+  decodeSession,
+  encodeSession,
+  ephemeralKey,
+  type SessionId,
+  type SessionRecord,
+  sessionKey,
+} from "./session-records.js";
 
 /**
  * The coordination keyspace: a flat map of UTF-8 string keys to values (strings or bytes), in
@@ -24,6 +32,8 @@ export interface KvRecord {
   readonly modTxid: number;
   /** Puts since the key was created: 1 after the first. */
   readonly version: number;
+  /** The session that owns it (an ephemeral entry, deleted when the session ends); absent if none. */
+  readonly session?: SessionId;
 }
 
 /** An entry as replies carry it. */
@@ -51,12 +61,29 @@ export const KV_RANGE_LIMIT_MAX = 1000;
 export const KV_RANGE_REPLY_BYTES_MAX = 4 * 1024 * 1024;
 
 export function encodeKvRecord(record: KvRecord): Uint8Array {
-  return pack([record.value, record.createTxid, record.modTxid, record.version]);
+  // A persistent entry has no fifth field: records written before sessions existed read alike.
+  return pack(
+    !record.session
+      ? [record.value, record.createTxid, record.modTxid, record.version]
+      : [record.value, record.createTxid, record.modTxid, record.version, record.session],
+  );
 }
 
 export function decodeKvRecord(bytes: Uint8Array): KvRecord {
-  const [value, createTxid, modTxid, version] = unpack(bytes) as [KvValue, number, number, number];
-  return { value: typeof value === "string" ? value : new Uint8Array(value), createTxid, modTxid, version };
+  const [value, createTxid, modTxid, version, session] = unpack(bytes) as [
+    KvValue,
+    number,
+    number,
+    number,
+    number | undefined,
+  ];
+  return {
+    value: typeof value === "string" ? value : new Uint8Array(value),
+    createTxid,
+    modTxid,
+    version,
+    ...(session ? { session } : {}),
+  };
 }
 
 /** The key's entry, or undefined when there is none. */
@@ -94,7 +121,7 @@ export type KvCompare =
 
 /** An op of a txn branch; the branch's ops run in order, each seeing the ones before it. */
 export type KvTxnOp =
-  | { readonly op: "put"; readonly key: string; readonly value: KvValue }
+  | { readonly op: "put"; readonly key: string; readonly value: KvValue; readonly session?: SessionId }
   | { readonly op: "delete"; readonly key: string }
   | { readonly op: "get"; readonly key: string };
 
@@ -241,14 +268,28 @@ function checkTxnOp(value: unknown, name: string, limits: KvLimits): KvTxnOp {
   const op = fieldOf(raw, "op");
   const key = checkKey(fieldOf(raw, "key"), `${name}.key`, limits);
   switch (op) {
-    case "put":
-      return { op, key, value: checkValue(fieldOf(raw, "value"), `${name}.value`, limits) };
+    case "put": {
+      const session = checkSessionId(fieldOf(raw, "session"), `${name}.session`);
+      return {
+        op,
+        key,
+        value: checkValue(fieldOf(raw, "value"), `${name}.value`, limits),
+        ...(session === 0 ? {} : { session }),
+      };
+    }
     case "delete":
     case "get":
       return { op, key };
     default:
       throw bad(`${name}.op must be put, delete or get`);
   }
+}
+
+/** A session id, or 0 when absent. */
+export function checkSessionId(value: unknown, name: string): SessionId {
+  if (value === undefined || value === null) return 0;
+  if (!isCount(value) || value < 1) throw bad(`${name} must be a session id (a positive integer)`);
+  return value;
 }
 
 function checkList<T>(raw: Request, name: string, check: (value: unknown, name: string) => T): readonly T[] {
@@ -267,13 +308,60 @@ function checkList<T>(raw: Request, name: string, check: (value: unknown, name: 
 class KvChanges {
   readonly #reader: StateReader;
   readonly #txid: number;
+  readonly #ephemeralKeysMax: number;
   readonly #pending = new Map<string, KvRecord | null>();
+  /** Session records as this execution changed them (their ephemeral counts); null: ended. */
+  readonly #sessions = new Map<SessionId, SessionRecord | null>();
   readonly writes: Write[] = [];
   readonly events: EventDraft[] = [];
 
-  constructor(reader: StateReader, txid: number) {
+  constructor(
+    reader: StateReader,
+    txid: number,
+    ephemeralKeysMax: number = SETTINGS.session.ephemeralKeysMax.default,
+  ) {
     this.#reader = reader;
     this.#txid = txid;
+    this.#ephemeralKeysMax = ephemeralKeysMax;
+  }
+
+  /** The session's record as this execution sees it. */
+  session(id: SessionId): SessionRecord | undefined {
+    const pending = this.#sessions.get(id);
+    if (pending === null) return undefined;
+    if (pending !== undefined) return pending;
+    const bytes = this.#reader.get("sessions", sessionKey(id));
+    return bytes === undefined ? undefined : decodeSession(bytes);
+  }
+
+  /** Writes (or with null deletes) the session's record. */
+  setSession(id: SessionId, record: SessionRecord | null): void {
+    this.#sessions.set(id, record);
+    this.writes.push({
+      table: "sessions",
+      key: sessionKey(id),
+      value: record ? encodeSession(record) : null,
+    });
+  }
+
+  #attach(id: SessionId, key: string): void {
+    const record = this.session(id);
+    if (!record) throw new MetaraftError("MR_ERR_SESSION_EXPIRED", `session ${id} has expired or was closed`);
+    if (record.ephemeralCount >= this.#ephemeralKeysMax) {
+      throw new MetaraftError(
+        "MR_ERR_SESSION_LIMIT",
+        `session ${id} holds ${record.ephemeralCount} ephemeral entries, session.ephemeralKeysMax`,
+      );
+    }
+    this.setSession(id, { ...record, ephemeralCount: record.ephemeralCount + 1 });
+    this.writes.push({ table: "sessions", key: ephemeralKey(id, key), value: Buffer.from(key, "utf8") });
+  }
+
+  #detach(id: SessionId, key: string): void {
+    const record = this.session(id);
+    // Its session may be ending in this very execution: the record is gone, the index entry too.
+    if (record) this.setSession(id, { ...record, ephemeralCount: Math.max(0, record.ephemeralCount - 1) });
+    this.writes.push({ table: "sessions", key: ephemeralKey(id, key), value: null });
   }
 
   get(key: string): KvEntry | undefined {
@@ -283,13 +371,25 @@ class KvChanges {
     return readKv(this.#reader, key);
   }
 
-  put(key: string, value: KvValue): KvEntry | undefined {
+  /**
+   * With a session, the entry becomes that session's (ephemeral); without, a put makes it
+   * persistent again, as etcd's put without a lease detaches the key from its lease.
+   */
+  put(key: string, value: KvValue, session: SessionId = 0): KvEntry | undefined {
     const before = this.get(key);
+    const owner = before?.session ?? 0;
+    if (session !== owner) {
+      if (session !== 0) this.#attach(session, key);
+      if (owner !== 0) this.#detach(owner, key);
+    } else if (session !== 0 && !this.session(session)) {
+      throw new MetaraftError("MR_ERR_SESSION_EXPIRED", `session ${session} has expired or was closed`);
+    }
     const record: KvRecord = {
       value,
       createTxid: before ? before.createTxid : this.#txid,
       modTxid: this.#txid,
       version: before ? before.version + 1 : 1,
+      ...(session === 0 ? {} : { session }),
     };
     this.#pending.set(key, record);
     this.writes.push({ table: "kv", key, value: encodeKvRecord(record) });
@@ -301,6 +401,7 @@ class KvChanges {
     const before = this.get(key);
     if (!before) return undefined;
     this.#pending.set(key, null);
+    if (before.session) this.#detach(before.session, key);
     this.writes.push({ table: "kv", key, value: null });
     this.events.push({ type: "KvDelete:Delete", key });
     return before;
@@ -310,8 +411,9 @@ class KvChanges {
     // A key written twice in one txn: only its last write goes to the store.
     const last = new Map<string, Write>();
     for (const write of this.writes) {
-      last.delete(write.key);
-      last.set(write.key, write);
+      const id = `${write.table}\u0000${write.key}`;
+      last.delete(id);
+      last.set(id, write);
     }
     return { writes: [...last.values()], events: this.events, reply };
   }
@@ -325,6 +427,8 @@ export interface KvPutRequest extends Request {
   readonly value: KvValue;
   /** Reply with the entry the put replaced. */
   readonly prevKv: boolean;
+  /** The owning session (an ephemeral entry), or 0. */
+  readonly session: SessionId;
 }
 export interface KvGetRequest extends Request {
   readonly op: "kvGet";
@@ -353,7 +457,7 @@ export interface KvTxnRequest extends Request {
 /** Runs a txn branch's ops in order against `changes`; pure apart from `changes`. */
 export function runKvOps(changes: KvChanges, ops: readonly KvTxnOp[]): KvTxnResponse[] {
   return ops.map((op): KvTxnResponse => {
-    if (op.op === "put") return { op: "put", prevKv: changes.put(op.key, op.value) ?? null };
+    if (op.op === "put") return { op: "put", prevKv: changes.put(op.key, op.value, op.session ?? 0) ?? null };
     if (op.op === "delete") {
       const before = changes.delete(op.key);
       return { op: "delete", deleted: before ? 1 : 0, prevKv: before ?? null };
@@ -363,7 +467,10 @@ export function runKvOps(changes: KvChanges, ops: readonly KvTxnOp[]): KvTxnResp
 }
 
 /** The keyspace's request specs, under the node's `kv` limits. */
-export function kvSpecs(limits: KvLimits = KV_LIMITS_DEFAULT): readonly RequestSpec[] {
+export function kvSpecs(
+  limits: KvLimits = KV_LIMITS_DEFAULT,
+  ephemeralKeysMax: number = SETTINGS.session.ephemeralKeysMax.default,
+): readonly RequestSpec[] {
   const putSpec: RequestSpec<KvPutRequest> = {
     op: "kvPut",
     kind: "write",
@@ -372,10 +479,11 @@ export function kvSpecs(limits: KvLimits = KV_LIMITS_DEFAULT): readonly RequestS
       key: checkKey(fieldOf(raw, "key"), "key", limits),
       value: checkValue(fieldOf(raw, "value"), "value", limits),
       prevKv: checkBoolean(raw, "prevKv"),
+      session: checkSessionId(fieldOf(raw, "session"), "session"),
     }),
     execute(request, { txid, reader }) {
-      const changes = new KvChanges(reader, txid);
-      const before = changes.put(request.key, request.value);
+      const changes = new KvChanges(reader, txid, ephemeralKeysMax);
+      const before = changes.put(request.key, request.value, request.session);
       return changes.execution({
         txid,
         ...(request.prevKv ? { prevKv: before ?? null } : {}),
@@ -406,7 +514,7 @@ export function kvSpecs(limits: KvLimits = KV_LIMITS_DEFAULT): readonly RequestS
       };
     },
     execute(request, { txid, reader }) {
-      const changes = new KvChanges(reader, txid);
+      const changes = new KvChanges(reader, txid, ephemeralKeysMax);
       if (!request.prefix) {
         const before = changes.delete(request.key);
         return changes.execution({
@@ -494,7 +602,7 @@ export function kvSpecs(limits: KvLimits = KV_LIMITS_DEFAULT): readonly RequestS
     execute(request, { txid, reader }) {
       // Every compare sees the state before the txn, none of its writes.
       const succeeded = request.compare.every((c) => kvCompareHolds(c, readKv(reader, c.key)));
-      const changes = new KvChanges(reader, txid);
+      const changes = new KvChanges(reader, txid, ephemeralKeysMax);
       const responses = runKvOps(changes, succeeded ? request.success : request.failure);
       return changes.execution({ txid, succeeded, responses });
     },

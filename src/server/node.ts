@@ -1,5 +1,6 @@
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { SESSION_INTERNAL_OPS } from "../coordination/index.js";
 import { type Core, createCore } from "../core/index.js";
 import { MetaraftError } from "../errors.js";
 import { type ListenerDeclaration, readSummary } from "../events/index.js";
@@ -24,6 +25,7 @@ import { establishIdentity, type IdentityOutcome } from "./bootstrap.js";
 import { EventLoopMonitor } from "./event-loop.js";
 import { NodeListeners } from "./node-listeners.js";
 import { lifecycleQueue, NodeServices } from "./node-services.js";
+import { NodeSessions } from "./node-sessions.js";
 import { assembleReplica } from "./replica.js";
 import { type RpcConnection, type RpcRequest, RpcServer } from "./rpc-server.js";
 import { WatchHub } from "./watch-hub.js";
@@ -49,6 +51,8 @@ export interface NodeConfig extends Partial<NodeSettings["raft"]> {
   readonly queue?: Partial<NodeSettings["queue"]>;
   /** The coordination keyspace's limits. */
   readonly kv?: Partial<NodeSettings["kv"]>;
+  /** Sessions: TTL bounds, how often expiry and checkpoints run, and the limits. */
+  readonly session?: Partial<NodeSettings["session"]>;
   readonly requestBytesMax?: NodeSettings["requestBytesMax"];
   /** For tests and benchmarks only: commits are not fsynced. */
   readonly noSync?: NodeSettings["noSync"];
@@ -86,7 +90,7 @@ export const NODE_INFO_FILE = "node.json";
 
 /** What a node runs with: the config's settings, else the defaults of `SETTINGS`. */
 export function nodeSettings(config: NodeConfig): NodeSettings {
-  const { raft, execution, core, events, watch, lifecycle, queue, kv } = SETTINGS;
+  const { raft, execution, core, events, watch, lifecycle, queue, kv, session } = SETTINGS;
   return {
     raft: {
       tickMs: config.tickMs ?? raft.tickMs.default,
@@ -124,6 +128,13 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
       valueBytesMax: config.kv?.valueBytesMax ?? kv.valueBytesMax.default,
       txnOpsMax: config.kv?.txnOpsMax ?? kv.txnOpsMax.default,
       deleteKeysMax: config.kv?.deleteKeysMax ?? kv.deleteKeysMax.default,
+    },
+    session: {
+      ttlMaxMs: config.session?.ttlMaxMs ?? session.ttlMaxMs.default,
+      expiryCheckMs: config.session?.expiryCheckMs ?? session.expiryCheckMs.default,
+      checkpointMs: config.session?.checkpointMs ?? session.checkpointMs.default,
+      sessionsMax: config.session?.sessionsMax ?? session.sessionsMax.default,
+      ephemeralKeysMax: config.session?.ephemeralKeysMax ?? session.ephemeralKeysMax.default,
     },
     core: { mode: config.core?.mode ?? core.mode.default },
     requestBytesMax: config.requestBytesMax ?? SETTINGS.requestBytesMax.default,
@@ -224,6 +235,11 @@ const MEMBER_OPS: Record<
   metrics: async (node) => ({
     text: (await node.listeners.metricsText()) + (await node.queues.metrics.metrics()),
   }),
+  sessionKeepAlive: (node, raw) => node.sessions.keepAlive(raw),
+  sessionStatus: (node, raw) => {
+    leaderOnly(node);
+    return node.sessions.status(raw);
+  },
   queueStatus: async (node) => {
     leaderOnly(node);
     return { from: node.config.id, queues: await node.queues.statuses() };
@@ -329,6 +345,8 @@ export class MetaraftNode {
   readonly #eventLoop = new EventLoopMonitor(EVENT_LOOP_RESOLUTION_MS);
   /** The listener plugins this node runs in worker threads while it leads, and what `listeners ls` shows. */
   readonly listeners: NodeListeners;
+  /** Sessions: on the ready leader their heartbeats and expiry; elsewhere heartbeats forwarded to it. */
+  readonly sessions: NodeSessions;
   /** The services this node runs while it is the ready leader (the lifecycle service). */
   readonly services: NodeServices;
   /** The watches this node serves (any member serves them, from what it has applied). */
@@ -397,6 +415,7 @@ export class MetaraftNode {
       execution: settings.execution,
       events: settings.events,
       kv: settings.kv,
+      session: settings.session,
       onConfChange: (change, members) => this.#onConfChange(change, members),
       ...(config.onFatal ? { onFatal: config.onFatal } : {}),
       ...(config.clock ? { clock: config.clock } : {}),
@@ -436,6 +455,22 @@ export class MetaraftNode {
       // holds the object it was found with: a failover loses none and deletes none twice.
       expiry: (submit) => lifecycleQueue(this.queues, store, submit),
       lifecycle: settings.lifecycle,
+    });
+    this.sessions = new NodeSessions({
+      nodeId: config.id,
+      clusterId: config.clusterId,
+      store,
+      pipeline: this.pipeline,
+      leadership: this.host.leadership,
+      runtime: this.runtime,
+      settings: settings.session,
+      // The longest election timeout (randomised up to twice electionTicks): a client finds
+      // the new leader within it.
+      graceMs: 2 * settings.raft.electionTicks * settings.raft.tickMs,
+      leaderClient: () => {
+        const leader = this.host.leader;
+        return leader > 0 ? this.#addressOf(leader)?.client : undefined;
+      },
     });
     this.watches = new WatchHub({
       store: this.store,
@@ -573,6 +608,12 @@ export class MetaraftNode {
       throw new MetaraftError("MR_ERR_INVALID_ARGUMENT", "a write needs a callId (a non-negative integer)");
     }
     if (raw.op === "listenerAdd" || raw.op === "listenerUpdate") await this.listeners.precheck(raw);
+    if (SESSION_INTERNAL_OPS.has(raw.op)) {
+      throw new MetaraftError(
+        "MR_ERR_INVALID_ARGUMENT",
+        `${raw.op} is the leader's own request, not a client's`,
+      );
+    }
     if (QUEUE_INTERNAL_OPS.has(raw.op)) {
       throw new MetaraftError(
         "MR_ERR_INVALID_ARGUMENT",
@@ -581,6 +622,7 @@ export class MetaraftNode {
     }
     const reply = this.pipeline.submit(clientId, callId as number, raw as Request);
     this.queues.observe(raw, reply);
+    this.sessions.observe(raw, reply);
     return reply;
   }
 
@@ -592,6 +634,7 @@ export class MetaraftNode {
       lastTxid: this.store.lastTxid,
       ledger: readSummary(this.store),
       watches: this.watches.stats(),
+      sessions: { tracked: this.sessions.tracker.size, ...this.sessions.tracker.stats },
       execution: { mode: this.pipeline.mode, ...this.pipeline.stats },
       raftStats: this.host.stats,
       transport: this.#transport
@@ -689,6 +732,7 @@ export class MetaraftNode {
     await this.queues.close();
     await this.listeners.close();
     this.watches.close();
+    this.sessions.close();
     await this.#rpc.close();
     await this.host.stop();
     await this.#transport.close();

@@ -1,4 +1,4 @@
-import { KV_LIMITS_DEFAULT, kvSpecs } from "../coordination/index.js";
+import { KV_LIMITS_DEFAULT, kvSpecs, SESSION_LIMITS_DEFAULT, sessionSpecs } from "../coordination/index.js";
 import type { CoreSync } from "../core/index.js";
 import { ledgerSpecs } from "../execution/ledger-requests.js";
 import { WritePipeline } from "../execution/pipeline.js";
@@ -28,6 +28,8 @@ export interface ReplicaParts {
   readonly execution: Settings["execution"];
   /** The coordination keyspace's limits; the defaults unless given. */
   readonly kv?: Partial<Settings["kv"]>;
+  /** Session limits; the defaults unless given. */
+  readonly session?: Partial<Settings["session"]>;
   /** The ledger's settings; the defaults unless given. */
   readonly events?: Partial<Settings["events"]>;
   /** Voters of a new cluster whose storage holds no membership yet (the simulator's MemoryStorage). */
@@ -50,12 +52,16 @@ export interface Replica {
  * to memory and a virtual network, so what the simulator checks is what the node runs.
  */
 export function assembleReplica(parts: ReplicaParts): Replica {
+  const sessionLimits = { ...SESSION_LIMITS_DEFAULT, ...parts.session };
   const specs: ReadonlyMap<string, RequestSpec> = new Map([
     ...namespaceSpecsByOp,
     ...ledgerSpecs(parts.core).map((spec) => [spec.op, spec] as const),
     ...serviceSpecs(SERVICE_VALIDATORS).map((spec) => [spec.op, spec] as const),
     ...queueSpecs(parts.core).map((spec) => [spec.op, spec] as const),
-    ...kvSpecs({ ...KV_LIMITS_DEFAULT, ...parts.kv }).map((spec) => [spec.op, spec] as const),
+    ...kvSpecs({ ...KV_LIMITS_DEFAULT, ...parts.kv }, sessionLimits.ephemeralKeysMax).map(
+      (spec) => [spec.op, spec] as const,
+    ),
+    ...sessionSpecs(sessionLimits).map((spec) => [spec.op, spec] as const),
   ]);
   const stateMachine = new NamespaceStateMachine(parts.store, specs, parts.core);
   const host = new RaftHost<ApplyResult>({

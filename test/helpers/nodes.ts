@@ -22,6 +22,7 @@ export interface InProcessOptions {
   readonly queue?: NodeConfig["queue"];
   readonly queues?: NodeConfig["queues"];
   readonly kv?: NodeConfig["kv"];
+  readonly session?: NodeConfig["session"];
 }
 
 /** Nodes in this process: real LMDB files and real TCP on loopback, one event loop. */
@@ -68,6 +69,7 @@ export class InProcessCluster {
       ...(this.options.queue ? { queue: this.options.queue } : {}),
       ...(this.options.queues ? { queues: this.options.queues } : {}),
       ...(this.options.kv ? { kv: this.options.kv } : {}),
+      ...(this.options.session ? { session: this.options.session } : {}),
       ...(this.options.snapshotEntries ? { snapshotEntries: this.options.snapshotEntries } : {}),
       ...(this.options.snapshotTrailingEntries === undefined
         ? {}
