@@ -242,8 +242,15 @@ export class SessionTracker {
 
   /**
    * Records the remaining TTL of long-TTL sessions that have gone quiet (no heartbeat for half
-   * their TTL) when it fell by half an interval since last recorded, and restores the full TTL
-   * of one that came back. Heartbeating sessions whose record is whole cost nothing.
+   * their TTL, or none yet under this leader), and restores the full TTL of one that came back.
+   * Heartbeating sessions whose record is whole cost nothing.
+   *
+   * The record is pessimistic by one interval: it holds what the session will have left at the
+   * next checkpoint. So whenever this leader goes, the record is at most what the session really
+   * has left, and the next leader grants no time already spent: however many leader changes
+   * come, a dead session lives at most its TTL plus one grace (plus any election longer than an
+   * interval). Recording only what is left now would give every leader change back the time
+   * since the last checkpoint, up to an interval each, without bound.
    */
   checkpoint(): void {
     if (!this.#ready || this.#checkpointInFlight) return;
@@ -257,9 +264,9 @@ export class SessionTracker {
       if (quiet) {
         // The grace is this leader's gift, not time the session has earned: it is not recorded.
         remaining = Math.round(
-          Math.min(live.ttlMs, Math.max(0, live.deadline - now - (live.graced ? graceMs : 0))),
+          Math.min(live.ttlMs, Math.max(0, live.deadline - now - (live.graced ? graceMs : 0) - checkpointMs)),
         );
-        if (live.recordedMs - remaining < checkpointMs / 2) continue;
+        if (remaining >= live.recordedMs) continue;
       } else {
         if (live.recordedMs >= live.ttlMs - checkpointMs / 2) continue;
         remaining = live.ttlMs;

@@ -187,3 +187,92 @@ describe("sessions and ephemeral entries", () => {
     }
   });
 });
+
+/** Moves leadership to another voter `times` times, `gapMs` apart; returns the leaders in order. */
+async function transfers(cluster: InProcessCluster, client: MetaraftClient, times: number, gapMs: number) {
+  const leaders: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const leader = await cluster.leader();
+    const next = cluster.nodes.find((n) => n && n !== leader)!;
+    await client.leaderTransfer(next.config.id);
+    await waitFor("the new leader to be ready", () => next.host.leadership.ready);
+    leaders.push(next.config.id);
+    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+  }
+  return leaders;
+}
+
+describe("sessions across leader changes", () => {
+  it("five leader changes in a row expire no live session", async () => {
+    const cluster = await InProcessCluster.start({ nodes: 3 });
+    try {
+      const client = cluster.client();
+      const sessions = await Promise.all(
+        Array.from({ length: 20 }, () => client.createSession({ ttlMs: 2_000 })),
+      );
+      await Promise.all(sessions.map((s, i) => client.kvPut(`live/${i}`, "up", { session: s })));
+      const admin = cluster.client();
+      const leaders = await transfers(cluster, admin, 5, 0);
+      assert.equal(leaders.length, 5);
+      // Two more TTLs under the last leader: heartbeats found it.
+      await new Promise((r) => setTimeout(r, 4_000));
+      assert.deepEqual(
+        sessions.filter((s) => s.state !== "alive").map((s) => s.id),
+        [],
+      );
+      assert.equal((await admin.sessionList()).open, 20);
+      assert.equal(((await admin.kvRange("live/")).items as unknown[]).length, 20);
+      const leader = await cluster.leader();
+      assert.equal(leader.sessions.tracker.stats.expired, 0);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  for (const checkpoints of [true, false]) {
+    it(
+      checkpoints
+        ? "a dead session cannot outlive TTL plus the checkpoint interval however often the leader changes"
+        : "without checkpoints, leader changes keep a dead session alive (the control case)",
+      async () => {
+        const ttlMs = 3_000;
+        const checkpointMs = checkpoints ? 500 : 3_600_000;
+        const cluster = await InProcessCluster.start({ nodes: 3, session: { checkpointMs } });
+        try {
+          const owner = cluster.client();
+          const session = await owner.createSession({ ttlMs });
+          await owner.kvPut("dead/status", "up", { session });
+          owner.close(); // No more heartbeats from here.
+          const stoppedAt = Date.now();
+          const admin = cluster.client();
+          const graceMs = 2 * 10 * 20; // Twice electionTicks times tickMs, as the node computes it.
+          // The bound with checkpoints every 500 ms; the control case must outlive it.
+          const boundMs = ttlMs + 500 + graceMs + 1_000;
+          // Leadership moves every 700 ms, well inside TTL + grace: each new leader grants the
+          // session its recorded remaining TTL plus the grace again.
+          let endedAfter: number | undefined;
+          while (Date.now() - stoppedAt < boundMs + 2_000) {
+            await transfers(cluster, admin, 1, 700);
+            if ((await admin.sessionGet(session.id)).ended !== null) {
+              endedAfter = Date.now() - stoppedAt;
+              break;
+            }
+          }
+          if (checkpoints) {
+            assert.ok(endedAfter !== undefined, "the dead session survived the leader changes");
+            assert.ok(endedAfter <= boundMs, `expired after ${endedAfter} ms, over ${boundMs}`);
+            assert.equal((await admin.kvGet("dead/status")).kv, null);
+          } else {
+            assert.equal(
+              endedAfter,
+              undefined,
+              `expired after ${endedAfter} ms though nothing checkpointed it`,
+            );
+          }
+        } finally {
+          await cluster.stop();
+        }
+      },
+    );
+  }
+});
