@@ -29,7 +29,7 @@ import {
   printError,
   UsageError,
 } from "./output.js";
-import { addVerbs, integerArg } from "./verbs.js";
+import { addVerbs, clientOptions, integerArg } from "./verbs.js";
 import { addWatchVerbs } from "./watch.js";
 
 /**
@@ -124,6 +124,7 @@ Examples:
   metaraft status                            exit 1 if a node is unreachable or there is no leader
   metaraft endpoint health -w json
   metaraft watch vol1/photos/ --from 1      every event under the prefix, then new ones (Ctrl-C stops)
+  metaraft shell                             an interactive shell: Tab completes verbs and names, history in ~/.metaraft_history
 
 Client verbs reach ${DEFAULT_ENDPOINTS} unless --endpoints or
 $METARAFT_ENDPOINTS says otherwise. -w/--output works on every verb, before or after it.
@@ -228,6 +229,17 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
         ...(options.restart === true ? { restart: true } : {}),
       });
     });
+
+  clientOptions(
+    root
+      .command("shell")
+      .description(
+        "an interactive shell: every verb, one connection, Tab completion of verbs, options and names, history, watches in the background",
+      ),
+  ).action(async (_options: unknown, command: Command) => {
+    const { runShell } = await import("./shell.js");
+    await runShell(command.optsWithGlobals());
+  });
 
   addVerbs(root);
   addWatchVerbs(root);
