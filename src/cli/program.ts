@@ -236,10 +236,19 @@ cluster), 2 usage error (MR_ERR_USAGE).`,
       .description(
         "an interactive shell: every verb, one connection, Tab completion of verbs, options and names, history, watches in the background",
       ),
-  ).action(async (_options: unknown, command: Command) => {
-    const { runShell } = await import("./shell.js");
-    await runShell(command.optsWithGlobals());
-  });
+  )
+    .addHelpText(
+      "after",
+      `
+A line runs as 'metaraft LINE' would (quote with '…' or "…", escape with \\). Tab completes verbs,
+options and the cluster's names; up-arrow walks the history ($METARAFT_HISTORY, else
+~/.metaraft_history; its newest lines, bounded). 'watch PREFIX' prints its events above the prompt
+until 'unwatch'. Ctrl-C clears the line; exit, quit or Ctrl-D leaves.`,
+    )
+    .action(async (_options: unknown, command: Command) => {
+      const { runShell } = await import("./shell.js");
+      await runShell(command.optsWithGlobals());
+    });
 
   addVerbs(root);
   addWatchVerbs(root);
