@@ -515,7 +515,6 @@ export class Shell {
       throw new UsageError(`${WATCHES_MAX} watches run already: 'unwatch' one first`);
     }
     const format: OutputFormat = session.json ? "json" : "table";
-    const id = ++this.#watchSeq;
     const watch = session.client.watch({
       prefix,
       ...(flags.from === undefined ? {} : { fromTxid: flags.from as number }),
@@ -533,6 +532,7 @@ export class Shell {
       await watch.close();
       throw error;
     }
+    const id = ++this.#watchSeq;
     const entry = { id, prefix, watch, format };
     this.#watches.set(id, entry);
     const count = flags.count as number | undefined;

@@ -3,9 +3,10 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { HISTORY_LINES_MAX, historyPath, quoteWord, splitLine } from "../../src/cli/shell.js";
+import { HISTORY_LINES_MAX, historyPath, quoteWord, Shell, splitLine } from "../../src/cli/shell.js";
 import { InProcessCluster } from "../helpers/nodes.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -45,6 +46,27 @@ describe("the shell's words", () => {
     }
     assert.equal(quoteWord("my cat.jpg", ""), "my\\ cat.jpg");
     assert.equal(quoteWord("my cat.jpg", '"'), '"my cat.jpg"');
+  });
+
+  it("completes verbs, subverbs, options and option values from the command tree, not the refused verbs", async () => {
+    const shell = new Shell({
+      flags: { endpoints: "127.0.0.1:1" },
+      input: new PassThrough(),
+      output: new PassThrough() as unknown as NodeJS.WriteStream,
+      historyFile: "/nonexistent/history",
+    });
+    const [verbs] = await shell.complete("");
+    assert.ok(
+      verbs.includes("volume ") && verbs.includes("watch ") && verbs.includes("exit "),
+      String(verbs),
+    );
+    for (const refused of ["start ", "dev ", "shell "]) assert.ok(!verbs.includes(refused), refused);
+    assert.deepEqual(await shell.complete("vol"), [["volume "], "vol"]);
+    assert.deepEqual(await shell.complete("metaraft kv "), [["put ", "get ", "del ", "ls "], ""]);
+    assert.deepEqual(await shell.complete("volume ls -w j"), [["json "], "j"]);
+    const [flags] = await shell.complete("key ls --st");
+    assert.deepEqual(flags, ["--stale ", "--start-after "]);
+    assert.deepEqual(await shell.complete("help buck"), [["bucket "], "buck"]);
   });
 
   it("keeps its history in ~/.metaraft_history unless $METARAFT_HISTORY says otherwise", () => {
