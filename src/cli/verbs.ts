@@ -28,7 +28,7 @@ import { addServiceVerbs } from "./service-verbs.js";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
-interface ClientFlags {
+export interface ClientFlags {
   readonly endpoints?: string;
   readonly clusterId?: string;
   readonly timeoutMs?: number;
@@ -104,18 +104,45 @@ function listOptions(command: Command, what: string): Command {
     .option("--all", "follow every page, not just the first");
 }
 
+/**
+ * Where `action` gets a command's client when not from a new one of its own: the shell keeps
+ * its clients for the whole session and gives its own connection flags as the defaults.
+ */
+export interface ClientSource {
+  /** The connection flags a command line leaves out. */
+  readonly defaults: ClientFlags;
+  /** A client for these settings; `action` does not close it. */
+  client(settings: { endpoints: readonly Endpoint[]; clusterId: string; timeoutMs: number }): MetaraftClient;
+}
+
+const clientSources = new WeakMap<Command, ClientSource>();
+
+/** Every verb under `root` takes its client from `source` (see ClientSource). */
+export function useClientSource(root: Command, source: ClientSource): void {
+  clientSources.set(root, source);
+}
+
+function rootOf(command: Command): Command {
+  let root = command;
+  while (root.parent) root = root.parent;
+  return root;
+}
+
 /** Wraps an action: a session from the connection flags, closed whatever happens. */
 export function action(
   run: (session: Session, args: string[], flags: Record<string, unknown>) => Promise<void>,
 ): (...args: unknown[]) => Promise<void> {
   return async (...args: unknown[]) => {
     const command = args.at(-1) as Command;
+    const source = clientSources.get(rootOf(command));
     const flags = command.optsWithGlobals() as Record<string, unknown> & ClientFlags;
     const positional = args.slice(0, -2) as string[];
-    const endpoints = resolveEndpoints(flags.endpoints);
-    const timeoutMs = flags.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const clusterId = resolveClusterId(flags.clusterId);
-    const client = new MetaraftClient({ endpoints, clusterId, timeoutMs });
+    const endpoints = resolveEndpoints(flags.endpoints ?? source?.defaults.endpoints);
+    const timeoutMs = flags.timeoutMs ?? source?.defaults.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const clusterId = resolveClusterId(flags.clusterId ?? source?.defaults.clusterId);
+    const client = source
+      ? source.client({ endpoints, clusterId, timeoutMs })
+      : new MetaraftClient({ endpoints, clusterId, timeoutMs });
     const session: Session = {
       client,
       endpoints,
@@ -127,7 +154,7 @@ export function action(
     try {
       await run(session, positional, flags);
     } finally {
-      client.close();
+      if (!source) client.close();
     }
   };
 }
