@@ -2,6 +2,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import { MetaraftClient } from "../client/client.js";
 import type { Endpoint } from "../client/rpc-client.js";
 import { MetaraftError } from "../errors.js";
+import { addAgentVerbs } from "./agent-verbs.js";
 import {
   CLUSTER_ID_ENV,
   DEFAULT_CLUSTER_ID,
@@ -229,6 +230,7 @@ export function addVerbs(program: Command): void {
   addServiceVerbs(program);
   addQueueVerbs(program);
   addKvVerbs(program);
+  addAgentVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(

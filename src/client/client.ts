@@ -18,6 +18,8 @@ export interface ClientOptions {
   readonly pingIdleMs?: number;
   /** ...and left when no pong comes within this long. */
   readonly pongTimeoutMs?: number;
+  /** Learn the other members' addresses (default true); see RpcClientOptions.discoverEndpoints. */
+  readonly discoverEndpoints?: boolean;
 }
 
 export interface ReadOptions {
@@ -68,6 +70,7 @@ export class MetaraftClient {
       ...(options.attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: options.attemptTimeoutMs }),
       ...(options.pingIdleMs === undefined ? {} : { pingIdleMs: options.pingIdleMs }),
       ...(options.pongTimeoutMs === undefined ? {} : { pongTimeoutMs: options.pongTimeoutMs }),
+      ...(options.discoverEndpoints === undefined ? {} : { discoverEndpoints: options.discoverEndpoints }),
     };
     this.#rpcOptions = rpcOptions;
     this.#rpc = new RpcClient(rpcOptions);

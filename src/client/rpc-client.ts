@@ -30,6 +30,12 @@ export interface RpcClientOptions {
   /** Calls in flight on the connection; more wait for a slot. */
   readonly inflightMax?: number;
   readonly frameBytesMax?: number;
+  /**
+   * Learn the other members' client addresses from hellos and NOT_LEADER answers (default
+   * true). Off, the client uses the given endpoints only: what a client behind a proxy, NAT or
+   * load balancer needs (etcd's clients do not sync endpoints unless asked to, either).
+   */
+  readonly discoverEndpoints?: boolean;
 }
 
 export const RPC_CLIENT_DEFAULTS = {
@@ -332,6 +338,7 @@ export class RpcClient {
     const host = address.slice(0, colon);
     const known = this.#endpoints.findIndex((e) => e.host === host && e.port === port);
     if (known >= 0) return known;
+    if (this.#options.discoverEndpoints === false) return undefined;
     this.#endpoints.push({ host, port });
     return this.#endpoints.length - 1;
   }
