@@ -59,6 +59,7 @@ const REFUSED: readonly (readonly [path: string, why: string])[] = [
   ["dev", "it runs a cluster in the foreground: give it a terminal of its own"],
   ["shell", "this is the shell already"],
   ["listeners run", "it runs until stopped: give it a terminal of its own"],
+  ["agent", "it runs an agent until stopped: give it a terminal of its own"],
   ["kv txn", "it reads its txn from stdin to the end: run 'metaraft kv txn < FILE' outside"],
 ];
 
