@@ -99,6 +99,12 @@ export class Agent extends EventEmitter {
     });
   }
 
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.client.runtime.after(ms, resolve).unref();
+    });
+  }
+
   /** The live session's id, if registered. */
   get sessionId(): number | undefined {
     return this.#session?.state === "alive" ? this.#session.id : undefined;
@@ -119,7 +125,7 @@ export class Agent extends EventEmitter {
       return;
     }
     this.#session = session;
-    const now = Date.now();
+    const now = this.client.runtime.now();
     const info: AgentInfo = {
       id: this.id,
       sessionId: session.id,
@@ -157,7 +163,7 @@ export class Agent extends EventEmitter {
           return;
         } catch (error) {
           if (this.listenerCount("error") > 0) this.emit("error", error);
-          await new Promise((r) => setTimeout(r, wait).unref());
+          await this.#sleep(wait);
           wait = Math.min(AGENT_DEFAULTS.retryMaxMs, wait * 2);
         }
       }
@@ -176,7 +182,7 @@ export class Agent extends EventEmitter {
       health,
       version: this.#options.version ?? "unknown",
       sessionId: session.id,
-      since: Date.now(),
+      since: this.client.runtime.now(),
     };
     await this.client.kvPut(agentStatusKey(this.id), JSON.stringify(status), { session });
   }
@@ -241,7 +247,7 @@ export class Agent extends EventEmitter {
       } catch (error) {
         if (this.#stopped) return;
         if (this.listenerCount("error") > 0) this.emit("error", error);
-        await new Promise((r) => setTimeout(r, wait).unref());
+        await this.#sleep(wait);
         wait = Math.min(AGENT_DEFAULTS.retryMaxMs, wait * 2);
         if (error instanceof MetaraftError && error.code === "MR_ERR_COMPACTED") {
           try {
@@ -261,7 +267,7 @@ export class Agent extends EventEmitter {
       try {
         return (await this.client.kvGet(key)).kv as { value: string | Uint8Array; modTxid: number } | null;
       } catch {
-        await new Promise((r) => setTimeout(r, wait).unref());
+        await this.#sleep(wait);
         wait = Math.min(AGENT_DEFAULTS.retryMaxMs, wait * 2);
       }
     }

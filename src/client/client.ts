@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Op, ReadEventsReply, ReplyOf } from "../protocol/index.js";
+import { type Runtime, systemRuntime } from "../runtime.js";
 import { type Endpoint, RpcClient, type RpcClientOptions } from "./rpc-client.js";
 import { Session, SessionKeeper } from "./session.js";
 import { Watch, type WatchOptions } from "./watch.js";
@@ -18,6 +19,8 @@ export interface ClientOptions {
   readonly pingIdleMs?: number;
   /** ...and left when no pong comes within this long. */
   readonly pongTimeoutMs?: number;
+  /** The clock and timers of its deadlines and heartbeats (a simulator passes a virtual runtime). */
+  readonly runtime?: Runtime;
   /** Learn the other members' addresses (default true); see RpcClientOptions.discoverEndpoints. */
   readonly discoverEndpoints?: boolean;
 }
@@ -55,6 +58,7 @@ export const ADMIN_ATTEMPT_TIMEOUT_MS = 10_000;
  */
 export class MetaraftClient {
   readonly clientId: string;
+  readonly runtime: Runtime;
   readonly #rpc: RpcClient;
   readonly #rpcOptions: RpcClientOptions;
   #callId = 0;
@@ -62,6 +66,7 @@ export class MetaraftClient {
 
   constructor(options: ClientOptions) {
     this.clientId = options.clientId ?? randomUUID();
+    this.runtime = options.runtime ?? systemRuntime;
     const rpcOptions: RpcClientOptions = {
       endpoints: options.endpoints,
       clusterId: options.clusterId ?? "metaraft-dev",
@@ -71,6 +76,7 @@ export class MetaraftClient {
       ...(options.pingIdleMs === undefined ? {} : { pingIdleMs: options.pingIdleMs }),
       ...(options.pongTimeoutMs === undefined ? {} : { pongTimeoutMs: options.pongTimeoutMs }),
       ...(options.discoverEndpoints === undefined ? {} : { discoverEndpoints: options.discoverEndpoints }),
+      runtime: this.runtime,
     };
     this.#rpcOptions = rpcOptions;
     this.#rpc = new RpcClient(rpcOptions);
@@ -364,12 +370,20 @@ export class MetaraftClient {
    */
   async createSession(options: { ttlMs: number }): Promise<Session> {
     const reply = await this.write("sessionCreate", { ttlMs: options.ttlMs });
-    this.#keeper ??= new SessionKeeper({
-      keepAlive: (ids, timeoutMs) =>
-        this.keepAlive(ids, timeoutMs) as Promise<{ expired: readonly number[] }>,
-      close: (id) => this.write("sessionClose", { sessionId: id }),
-    });
-    const session = new Session(reply.sessionId as number, reply.ttlMs as number, this.#keeper, Date.now());
+    this.#keeper ??= new SessionKeeper(
+      {
+        keepAlive: (ids, timeoutMs) =>
+          this.keepAlive(ids, timeoutMs) as Promise<{ expired: readonly number[] }>,
+        close: (id) => this.write("sessionClose", { sessionId: id }),
+      },
+      this.runtime,
+    );
+    const session = new Session(
+      reply.sessionId as number,
+      reply.ttlMs as number,
+      this.#keeper,
+      this.runtime.now(),
+    );
     this.#keeper.add(session);
     return session;
   }

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import { MetaraftError } from "../errors.js";
+import type { Runtime, Timer } from "../runtime.js";
 
 /**
  * Client sessions (ZooKeeper's sessions, etcd's leases): a session is created through Raft with
@@ -90,14 +91,16 @@ export class Session extends EventEmitter {
 /** Heartbeats every session of one client in one message, every (shortest TTL)/3. */
 export class SessionKeeper {
   readonly transport: KeepAliveTransport;
+  readonly #runtime: Runtime;
   readonly #sessions = new Map<number, Session>();
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #sending = false;
   #failing = false;
   #closed = false;
 
-  constructor(transport: KeepAliveTransport) {
+  constructor(transport: KeepAliveTransport, runtime: Runtime) {
     this.transport = transport;
+    this.#runtime = runtime;
   }
 
   add(session: Session): void {
@@ -118,16 +121,17 @@ export class SessionKeeper {
 
   #schedule(delay = this.#interval()): void {
     if (this.#closed || this.#sessions.size === 0) return;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.beat();
-    }, delay);
-    this.#timer.unref();
+    this.#timer?.cancel();
+    this.#timer = this.#runtime
+      .after(delay, () => {
+        this.#timer = undefined;
+        void this.beat();
+      })
+      .unref();
   }
 
   #stop(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
   }
 
@@ -142,7 +146,7 @@ export class SessionKeeper {
         sessions.map((s) => s.id),
         interval,
       );
-      const at = Date.now();
+      const at = this.#runtime.now();
       const expired = new Set(reply.expired);
       for (const s of sessions) {
         if (expired.has(s.id)) s.expire();

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { Gauge, Registry } from "prom-client";
 import { RpcClient } from "../client/rpc-client.js";
 import { type SessionId, SessionTracker } from "../coordination/index.js";
 import { MetaraftError } from "../errors.js";
@@ -39,6 +40,8 @@ function checkIds(raw: Record<string, unknown>): SessionId[] {
  */
 export class NodeSessions {
   readonly tracker: SessionTracker;
+  /** Prometheus metrics (`metaraft metrics`); counters are this node's since it last took over. */
+  readonly metrics = new Registry();
   readonly #nodeId: NodeId;
   readonly #leadership: Leadership;
   readonly #clusterId: string;
@@ -74,6 +77,42 @@ export class NodeSessions {
       checkpointMs: parts.settings.checkpointMs,
       graceMs: parts.graceMs,
     });
+    const tracker = this.tracker;
+    const gauge = (name: string, help: string, value: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.metrics],
+        collect() {
+          this.set(value());
+        },
+      });
+    gauge(
+      "metaraft_sessions_tracked",
+      "live sessions this node tracks (the ready leader: all of them)",
+      () => tracker.size,
+    );
+    gauge(
+      "metaraft_session_heartbeats",
+      "session heartbeats this leader took",
+      () => tracker.stats.heartbeats,
+    );
+    gauge(
+      "metaraft_session_keepalive_messages",
+      "heartbeat messages this leader took",
+      () => tracker.stats.keepAliveMessages,
+    );
+    gauge("metaraft_sessions_expired", "sessions this leader expired", () => tracker.stats.expired);
+    gauge(
+      "metaraft_session_checkpoints",
+      "remaining TTLs this leader checkpointed",
+      () => tracker.stats.checkpointed,
+    );
+    gauge(
+      "metaraft_session_forwarding",
+      "heartbeat messages this follower is forwarding to the leader",
+      () => this.#forwarding,
+    );
     // A new leader: the old forwarding connection points at the wrong node.
     this.#unsubscribe = parts.leadership.subscribe({ leaderChanged: () => this.#dropForward() });
   }

@@ -233,7 +233,10 @@ const MEMBER_OPS: Record<
     return { from: node.config.id, ...node.services.list() };
   },
   metrics: async (node) => ({
-    text: (await node.listeners.metricsText()) + (await node.queues.metrics.metrics()),
+    text:
+      (await node.listeners.metricsText()) +
+      (await node.queues.metrics.metrics()) +
+      (await node.sessions.metrics.metrics()),
   }),
   sessionKeepAlive: (node, raw) => node.sessions.keepAlive(raw),
   sessionStatus: (node, raw) => {
