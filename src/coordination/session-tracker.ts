@@ -22,6 +22,9 @@ import { allSessions, SESSION_BATCH_MAX } from "./sessions.js";
  * tombstones.
  */
 
+/** Sessions `liveness()` lists at most when not asked for given ids. */
+export const SESSION_LIVENESS_ROWS_MAX = 1_000;
+
 export interface SessionTrackerOptions {
   readonly leadership: Leadership;
   readonly runtime: Runtime;
@@ -173,7 +176,7 @@ export class SessionTracker {
     return { expired };
   }
 
-  /** Live sessions' liveness, for `session ls` and `agents ls` (at most `limit`, after `startAfter`). */
+  /** Live sessions' liveness, for `session ls` and `agents ls`: the given ids', or the first `SESSION_LIVENESS_ROWS_MAX`. */
   liveness(ids?: readonly SessionId[]): SessionLiveness[] {
     this.#checkReady();
     const now = this.#options.runtime.elapsed();
@@ -191,7 +194,11 @@ export class SessionTracker {
         if (live && !this.#expiring.has(id)) one(id, live);
       }
     } else {
-      for (const [id, live] of this.#live) if (!this.#expiring.has(id)) one(id, live);
+      // A reply stays small: ask by ids (at most a heartbeat's worth) for more.
+      for (const [id, live] of this.#live) {
+        if (out.length >= SESSION_LIVENESS_ROWS_MAX) break;
+        if (!this.#expiring.has(id)) one(id, live);
+      }
     }
     return out;
   }
