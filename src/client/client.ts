@@ -373,7 +373,10 @@ export class MetaraftClient {
     this.#keeper ??= new SessionKeeper(
       {
         keepAlive: (ids, timeoutMs) =>
-          this.keepAlive(ids, timeoutMs) as Promise<{ expired: readonly number[] }>,
+          this.keepAlive(ids, timeoutMs) as Promise<{
+            expired: readonly number[];
+            expiring?: readonly number[];
+          }>,
         close: (id) => this.write("sessionClose", { sessionId: id }),
       },
       this.runtime,

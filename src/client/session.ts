@@ -14,7 +14,10 @@ export type SessionState = "alive" | "expired" | "closed";
 
 /** How the keeper reaches the cluster: the client's calls. */
 export interface KeepAliveTransport {
-  keepAlive(ids: readonly number[], timeoutMs: number): Promise<{ expired: readonly number[] }>;
+  keepAlive(
+    ids: readonly number[],
+    timeoutMs: number,
+  ): Promise<{ expired: readonly number[]; expiring?: readonly number[] }>;
   close(id: number): Promise<unknown>;
 }
 
@@ -148,9 +151,11 @@ export class SessionKeeper {
       );
       const at = this.#runtime.now();
       const expired = new Set(reply.expired);
+      // Being expired by the leader: not acknowledged; the next heartbeat says how it ended.
+      const expiring = new Set(reply.expiring ?? []);
       for (const s of sessions) {
         if (expired.has(s.id)) s.expire();
-        else s.acknowledged(at);
+        else if (!expiring.has(s.id)) s.acknowledged(at);
       }
       if (this.#failing) {
         this.#failing = false;

@@ -60,14 +60,20 @@ export interface SessionLiveness {
 }
 
 export interface KeepAliveResult {
-  /** Ids this leader holds no live session for (expired, expiring or closed). */
+  /** Ids this leader holds no live session for (expired or closed). */
   readonly expired: readonly SessionId[];
+  /**
+   * Ids whose expiry this leader has proposed and not yet seen applied: not acknowledged, and
+   * not yet told expired either, since a leader change may lose the proposal and the next
+   * leader keep the session. Absent when none.
+   */
+  readonly expiring?: readonly SessionId[];
 }
 
 export class SessionTracker {
   readonly #options: SessionTrackerOptions;
   readonly #live = new Map<SessionId, Live>();
-  /** Sent to expire and not yet applied: a heartbeat for one is answered expired. */
+  /** Sent to expire and not yet applied: a heartbeat for one is not acknowledged. */
   readonly #expiring = new Set<SessionId>();
   #ready = false;
   /** Bumped at each leadership change, so that a reply from an earlier one changes nothing. */
@@ -162,10 +168,15 @@ export class SessionTracker {
     this.stats.keepAliveMessages++;
     const now = this.#options.runtime.elapsed();
     const expired: SessionId[] = [];
+    let expiring: SessionId[] | undefined;
     for (const id of ids) {
       const live = this.#live.get(id);
-      if (!live || this.#expiring.has(id)) {
+      if (!live) {
         expired.push(id);
+        continue;
+      }
+      if (this.#expiring.has(id)) {
+        (expiring ??= []).push(id);
         continue;
       }
       live.deadline = now + live.ttlMs;
@@ -173,7 +184,7 @@ export class SessionTracker {
       live.graced = false;
       this.stats.heartbeats++;
     }
-    return { expired };
+    return expiring ? { expired, expiring } : { expired };
   }
 
   /** Live sessions' liveness, for `session ls` and `agents ls`: the given ids', or the first `SESSION_LIVENESS_ROWS_MAX`. */
@@ -240,7 +251,7 @@ export class SessionTracker {
       () => {
         if (epoch !== this.#epoch) return;
         // Not committed here (leadership lost, a full queue): still past their deadline, so the
-        // next check sends them again; a heartbeat meanwhile finds them expiring.
+        // next check sends them again (a heartbeat in between was not acknowledged).
         this.#expiryInFlight = false;
         for (const [id] of items) this.#expiring.delete(id);
       },

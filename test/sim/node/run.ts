@@ -38,7 +38,10 @@ async function main(): Promise<void> {
   const count = Number(values.seeds);
   const first = Number(values.first);
   const started = performance.now();
-  const failures = await runNodeSeeds(first, count, (done) => {
+  const sessions = { opened: 0, died: 0, ended: 0, told: 0 };
+  const failures = await runNodeSeeds(first, count, (done, result) => {
+    for (const k of Object.keys(sessions) as (keyof typeof sessions)[])
+      sessions[k] += result.stats.sessions[k];
     if (done % 10 === 0 || done === count) process.stderr.write(`\r${done}/${count} seeds`);
   });
   process.stderr.write("\n");
@@ -46,6 +49,9 @@ async function main(): Promise<void> {
     console.log(`seed=${failure.seed} FAILED: ${failure.failure}`);
     console.log(`  replay: node dist/test/sim/node/run.js --seed ${failure.seed}`);
   }
+  console.log(
+    `sessions: ${sessions.opened} opened, ${sessions.died} clients died, ${sessions.ended} ended, ${sessions.told} clients told expired`,
+  );
   console.log(
     `${count - failures.length} passed, ${failures.length} failed (${((performance.now() - started) / 1000).toFixed(1)} s)`,
   );

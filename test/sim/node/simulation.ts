@@ -1,4 +1,5 @@
-import { unpackMultiple } from "msgpackr";
+import { unpack, unpackMultiple } from "msgpackr";
+import { decodeKvRecord, SessionTracker } from "../../../src/coordination/index.js";
 import { createCore } from "../../../src/core/index.js";
 import { MetaraftError } from "../../../src/errors.js";
 import { encodeMemberContext } from "../../../src/execution/members.js";
@@ -24,6 +25,10 @@ import { SimRuntime } from "./runtime.js";
  * catch up from streamed state copies) and the clients' operations. A run checks election
  * safety, that the clients' history of key puts and lookups is linearizable, that no object id
  * is handed out twice, and that after a healthy phase every replica holds identical state.
+ * Session clients beside them (each node runs the leader's `SessionTracker` as the node does)
+ * check that no session expires sooner than its TTL after its last acknowledged heartbeat,
+ * that every session whose client died does expire, and that an ended session leaves no
+ * ephemeral entry.
  */
 
 export interface NodeSimOptions {
@@ -52,6 +57,8 @@ export interface NodeSimResult {
     readonly membershipChanges: number;
     readonly restores: number;
     readonly leaders: number;
+    /** Sessions opened, whose clients died, ended (expired or closed), and told expired. */
+    readonly sessions: { opened: number; died: number; ended: number; told: number };
     readonly buggified: Readonly<Record<string, number>>;
   };
 }
@@ -84,6 +91,27 @@ const RETRYABLE = new Set([
   "MR_ERR_CONNECTION_CLOSED",
 ]);
 
+/** Sessions: the leader's expiry check, and the grace a new leader gives (as the node computes it). */
+const SESSION_EXPIRY_CHECK_MS = 50;
+const SESSION_GRACE_MS = 2 * ELECTION_TICKS * TICK_MS;
+/** Session clients per run. */
+const SESSION_CLIENTS = 4;
+
+/** What a session client saw of its session. */
+interface SessionLog {
+  readonly id: number;
+  readonly ttlMs: number;
+  readonly key: string;
+  /** The client's clock when it last had a heartbeat acknowledged (or its create). */
+  lastAck: number;
+  /** The client stopped heartbeating (it died); the session must then expire. */
+  stopped: boolean;
+  /** A heartbeat was answered `expired`. */
+  toldExpired: boolean;
+  /** The longest the client went without an acknowledgement. */
+  longestGapMs: number;
+}
+
 class Failure extends Error {}
 
 /** One replica and its incarnations: the log and the state's disk outlive a crash. */
@@ -91,6 +119,9 @@ class SimNode {
   readonly log: MemoryStorage;
   store: MemoryStateStore;
   replica: Replica | undefined;
+  /** The leader's session tracker, as `NodeSessions` runs it beside the replica. */
+  tracker: SessionTracker | undefined;
+  #incarnation = 0;
   /** Its removal is applied: it takes no part any more, and is left out of the checks. */
   removed = false;
   #alive: { value: boolean } = { value: false };
@@ -156,6 +187,17 @@ class SimNode {
     replica.host.leadership.subscribe({
       leaderReady: (term) => this.sim.onLeaderReady(this.id, term),
     });
+    const trackerClient = `tracker-${this.id}-${++this.#incarnation}`;
+    let trackerCall = 0;
+    this.tracker = new SessionTracker({
+      leadership: replica.host.leadership,
+      runtime: this.sim.runtime,
+      store: this.store,
+      submit: (request) => replica.pipeline.submit(trackerClient, trackerCall++, request),
+      expiryCheckMs: SESSION_EXPIRY_CHECK_MS,
+      checkpointMs: this.sim.sessionCheckpointMs,
+      graceMs: SESSION_GRACE_MS,
+    });
     this.replica = replica;
     replica.host.start();
   }
@@ -167,6 +209,8 @@ class SimNode {
     this.#alive.value = false;
     this.sim.network.detach(this.id);
     this.replica = undefined;
+    this.tracker?.close();
+    this.tracker = undefined;
     this.sim.restores += replica.host.stats.restores;
     void replica.host.stop().catch(() => undefined);
     this.store = this.store.crash(keep);
@@ -192,6 +236,10 @@ class NodeSimulation {
   readonly snapshotEntries: number;
   readonly snapshotTrailing: number;
   readonly faults: NetworkFaults;
+  /** Checkpoints every half TTL in half the seeds; in the others none (longer than any TTL). */
+  readonly sessionCheckpointMs: number;
+  readonly sessions: SessionLog[] = [];
+  readonly #sessionRandom: () => number;
   crashes = 0;
   transfers = 0;
   membershipChanges = 0;
@@ -211,6 +259,9 @@ class NodeSimulation {
     // the log it needs compacted away and is sent a copy of the state.
     this.snapshotEntries = 10 + Math.floor(r() * 60);
     this.snapshotTrailing = Math.floor(r() * 10);
+    // The sessions' own random source, so that they leave the seed's other choices as they were.
+    this.#sessionRandom = seededRandom(options.seed * 7919 + 17);
+    this.sessionCheckpointMs = this.#sessionRandom() < 0.5 ? 1_000 : 60_000;
     const count = options.nodes ?? 3;
     const voters = Array.from({ length: count }, (_, i) => i + 1);
     for (const id of voters) this.nodes.push(new SimNode(id, voters, this));
@@ -247,7 +298,10 @@ class NodeSimulation {
    * One call as the real client makes it: to the leader it believes in, following NOT_LEADER,
    * moving on from a node that does not answer within an attempt, until the operation's deadline.
    */
-  async #call(guess: { node: number }, invoke: (replica: Replica) => Promise<Reply>): Promise<Outcome> {
+  async #call(
+    guess: { node: number },
+    invoke: (replica: Replica, node: SimNode) => Promise<Reply>,
+  ): Promise<Outcome> {
     const deadline = this.runtime.time + OPERATION_MS;
     while (this.runtime.time < deadline && !this.failed) {
       const node = this.nodes[guess.node % this.nodes.length]!;
@@ -261,7 +315,7 @@ class NodeSimulation {
         const timer = this.runtime.after(ATTEMPT_MS, () => resolve({ ok: false, code: "MR_ERR_TIMEOUT" }));
         let promise: Promise<Reply>;
         try {
-          promise = invoke(replica);
+          promise = invoke(replica, node);
         } catch (error) {
           promise = Promise.reject(error);
         }
@@ -425,6 +479,112 @@ class NodeSimulation {
     }
   }
 
+  /** Session clients heartbeat until this is set (the run's checks are about to start). */
+  sessionsStop = false;
+
+  /**
+   * A client of one session, as `Session` and the agent are: it creates the session, puts one
+   * ephemeral entry, and heartbeats every TTL/3 to the leader it believes in (a follower's
+   * NOT_LEADER moves it on, standing in for the node's forwarding) until it dies (half the
+   * clients, at a random time in the faulty phase) or the run ends.
+   */
+  async #sessionClient(index: number, until: number): Promise<void> {
+    const r = this.#sessionRandom;
+    const clientId = `session-client-${index}`;
+    let callId = 0;
+    const guess = { node: index };
+    const ttlMs = 2_000 + Math.floor(r() * 1_000);
+    const dieAt = r() < 0.5 ? this.runtime.time + Math.floor(r() * (until - this.runtime.time)) : Infinity;
+    const createId = ++callId;
+    const created = await this.#call(guess, async (replica, node) => {
+      const reply = await replica.pipeline.submit(clientId, createId, {
+        op: "sessionCreate",
+        ttlMs,
+      } as never);
+      node.tracker?.created(reply.sessionId as number, ttlMs);
+      return reply;
+    });
+    if (!created.ok) {
+      if (created.code !== "pending") this.fail(`sessionCreate refused with ${created.code}`);
+      return;
+    }
+    const log: SessionLog = {
+      id: created.reply.sessionId as number,
+      ttlMs,
+      key: `eph/${index}`,
+      lastAck: this.runtime.now(),
+      stopped: false,
+      toldExpired: false,
+      longestGapMs: 0,
+    };
+    this.sessions.push(log);
+    const putId = ++callId;
+    const put = await this.#call(guess, (replica) =>
+      replica.pipeline.submit(clientId, putId, {
+        op: "kvPut",
+        key: log.key,
+        value: "up",
+        session: log.id,
+      } as never),
+    );
+    if (!put.ok && put.code !== "pending" && put.code !== "MR_ERR_SESSION_EXPIRED") {
+      this.fail(`an ephemeral put refused with ${put.code}`);
+    }
+    while (!this.failed && !this.sessionsStop) {
+      if (this.runtime.time >= dieAt) {
+        log.stopped = true;
+        return;
+      }
+      await sleep(this.runtime, Math.floor(ttlMs / 3));
+      const beat = await this.#call(guess, (replica, node) => {
+        if (!node.tracker?.ready) {
+          throw new MetaraftError("MR_ERR_NOT_LEADER", undefined, {
+            details: { leader: replica.host.leader },
+          });
+        }
+        return Promise.resolve({ ...node.tracker.keepAlive([log.id]) });
+      });
+      if (!beat.ok) continue;
+      if ((beat.reply.expired as number[]).includes(log.id)) {
+        log.toldExpired = true;
+        return;
+      }
+      if (((beat.reply.expiring as number[] | undefined) ?? []).includes(log.id)) continue;
+      const now = this.runtime.now();
+      log.longestGapMs = Math.max(log.longestGapMs, now - log.lastAck);
+      log.lastAck = now;
+    }
+  }
+
+  /**
+   * Sessions: none expired before TTL after its last acknowledged heartbeat (less one
+   * checkpoint interval when checkpoints ran, the price docs/sessions.md states); every dead
+   * one expired; an ended session holds no ephemeral entry and a live one its entry.
+   */
+  #checkSessions(store: MemoryStateStore): void {
+    for (const log of this.sessions) {
+      const tomb = store.get("sessions", `x/${log.id.toString(16).padStart(16, "0")}`);
+      const open = store.get("sessions", `s/${log.id.toString(16).padStart(16, "0")}`) !== undefined;
+      const entry = store.get("kv", log.key);
+      if (tomb) {
+        const [, , endedAt, , reason] = unpack(tomb) as [number, number, number, number, string];
+        const slack = this.sessionCheckpointMs < log.ttlMs ? this.sessionCheckpointMs : 0;
+        if (reason === "expired" && endedAt < log.lastAck + log.ttlMs - slack) {
+          this.fail(
+            `session ${log.id} (TTL ${log.ttlMs} ms) expired at ${endedAt}, ${log.lastAck + log.ttlMs - endedAt} ms before its TTL after the last acknowledged heartbeat at ${log.lastAck}`,
+          );
+        }
+        if (entry && decodeKvRecord(entry).session === log.id) {
+          this.fail(`session ${log.id} ended, yet its ephemeral ${log.key} remains`);
+        }
+      } else {
+        if (!open) this.fail(`session ${log.id} is neither open nor ended`);
+        if (log.toldExpired) this.fail(`session ${log.id}'s client was told it expired, but it is open`);
+        if (log.stopped) this.fail(`session ${log.id}'s client died at ${log.lastAck}, yet it is still open`);
+      }
+    }
+  }
+
   /** The seed's faults, one decision every few tens of virtual ms. */
   async #nemesis(until: number): Promise<void> {
     const r = this.random;
@@ -560,6 +720,7 @@ class NodeSimulation {
     const done = (async () => {
       await this.#setUp();
       const until = this.runtime.time + safetyMs;
+      const sessionClients = Array.from({ length: SESSION_CLIENTS }, (_, i) => this.#sessionClient(i, until));
       await Promise.all([
         this.#nemesis(until),
         ...Array.from({ length: clients }, (_, i) => this.#client(i, until)),
@@ -573,6 +734,19 @@ class NodeSimulation {
         r.pipeline.submit("final", 1, { op: "createVolume", volume: "final" } as never),
       );
       if (!final.ok) this.fail(`no write succeeded in the healthy phase: ${final.code}`);
+      // Every dead session expires in the healthy phase: within its TTL and the grace of the
+      // last leader change, plus a check and a commit.
+      const sessionsBy = this.runtime.time + 3_000 + SESSION_GRACE_MS + 1_000;
+      const leaderStore = () => this.#leader()?.store;
+      while (!this.failed && this.runtime.time < sessionsBy) {
+        const store = leaderStore();
+        const dead = this.sessions.filter((l) => l.stopped);
+        if (store && dead.every((l) => store.get("sessions", `x/${l.id.toString(16).padStart(16, "0")}`)))
+          break;
+        await sleep(this.runtime, 50);
+      }
+      this.sessionsStop = true;
+      await Promise.all(sessionClients);
       const converged = this.runtime.time + livenessMs;
       while (!this.failed && this.runtime.time < converged) {
         this.#retireRemoved();
@@ -603,7 +777,9 @@ class NodeSimulation {
         this.fail(`the harness threw: ${error instanceof Error ? error.stack : String(error)}`);
       },
     );
-    const horizon = safetyMs + livenessMs + 2 * OPERATION_MS + 2_000;
+    // The sessions' wait: every dead one expires, and the clients' last heartbeats settle.
+    const horizon =
+      safetyMs + livenessMs + 2 * OPERATION_MS + 2_000 + 3_000 + SESSION_GRACE_MS + 1_000 + OPERATION_MS;
     while (!finished && this.runtime.time < horizon)
       await this.runtime.runUntil(this.runtime.time + 50, 5_000_000);
     if (!finished) this.fail(`the run did not finish in ${horizon} virtual ms`);
@@ -640,6 +816,8 @@ class NodeSimulation {
         return;
       }
     }
+    this.#checkSessions(members[0]!.store);
+    if (this.failed) return;
     const verdict = checkModel(this.history, namespaceModel, { stepsMax: LINEARIZABILITY_STEPS_MAX });
     if (verdict.kind !== "ok") {
       const prefix = verdict.longestPrefix.length;
@@ -672,6 +850,15 @@ class NodeSimulation {
         membershipChanges: this.membershipChanges,
         restores: this.restores,
         leaders: this.leaderOfTerm.size,
+        sessions: {
+          opened: this.sessions.length,
+          died: this.sessions.filter((l) => l.stopped).length,
+          ended: this.sessions.filter((l) => {
+            const store = this.nodes.find((n) => n.member)?.store;
+            return store?.get("sessions", `x/${l.id.toString(16).padStart(16, "0")}`) !== undefined;
+          }).length,
+          told: this.sessions.filter((l) => l.toldExpired).length,
+        },
         buggified: Object.fromEntries(this.runtime.buggified),
       },
     };
