@@ -93,6 +93,18 @@ describe("sessions and agents across real processes", () => {
     await cluster.stop();
   });
 
+  /** `metaraft agents ls -w json`, run as an operator runs it. */
+  const agentsLs = async () =>
+    JSON.parse(
+      (
+        await run(process.execPath, [
+          cli,
+          ...["agents", "ls", "-w", "json"],
+          ...["--endpoints", endpointList(cluster.endpoints), "--cluster-id", cluster.clusterId],
+        ])
+      ).stdout,
+    ) as { agents: { id: string; state: string; heartbeatAgeMs: number | null }[] };
+
   const status = async (id: string) =>
     (await client.kvGet(`agents/${id}/status`)).kv as { value: string } | null;
 
@@ -182,21 +194,7 @@ describe("sessions and agents across real processes", () => {
     assert.equal(new Set(values).size, values.length);
     assert.equal(values.at(-1), "19");
 
-    const listed = JSON.parse(
-      (
-        await run(process.execPath, [
-          cli,
-          "agents",
-          "ls",
-          "-w",
-          "json",
-          "--endpoints",
-          endpointList(cluster.endpoints),
-          "--cluster-id",
-          cluster.clusterId,
-        ])
-      ).stdout,
-    ) as { agents: { id: string; state: string; heartbeatAgeMs: number | null }[] };
+    const listed = await agentsLs();
     const alive = listed.agents.find((a) => a.id === "worker-1")!;
     assert.equal(alive.state, "alive");
     assert.ok(
@@ -211,21 +209,7 @@ describe("sessions and agents across real processes", () => {
     assert.ok(gone <= ttlMs + 100 + 700, `the status went ${gone} ms after the kill, TTL ${ttlMs}`);
     assert.ok(gone >= ttlMs - ttlMs / 3 - 300, `the status went ${gone} ms after the kill: before the TTL`);
 
-    const after = JSON.parse(
-      (
-        await run(process.execPath, [
-          cli,
-          "agents",
-          "ls",
-          "-w",
-          "json",
-          "--endpoints",
-          endpointList(cluster.endpoints),
-          "--cluster-id",
-          cluster.clusterId,
-        ])
-      ).stdout,
-    ) as { agents: { id: string; state: string; heartbeatAgeMs: number | null }[] };
+    const after = await agentsLs();
     const expired = after.agents.find((a) => a.id === "worker-1")!;
     assert.equal(expired.state, "expired");
     assert.ok(expired.heartbeatAgeMs !== null && expired.heartbeatAgeMs >= ttlMs - ttlMs / 3 - 300);
