@@ -156,6 +156,11 @@ describe("sessions and agents across real processes", () => {
       pushed.push(String(i));
       await client.kvPut("agents/worker-1/config/rate", String(i));
     }
+    // The last value arrives (a value overwritten before the agent reads it may be coalesced,
+    // so the delete waits for it).
+    await waitFor("the last rate", () =>
+      agent.events("config").some((c) => c.key === "rate" && c.value === "19"),
+    );
     await run(process.execPath, [
       cli,
       "config",
