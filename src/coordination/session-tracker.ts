@@ -42,6 +42,8 @@ interface Live {
   readonly ttlMs: number;
   /** Monotonic ms: the session expires once this passes without a heartbeat. */
   deadline: number;
+  /** Its slot in the deadline wheel: `floor(deadline / expiryCheckMs)`. */
+  slot: number;
   /** Monotonic ms of its last heartbeat here; undefined until the first under this leader. */
   lastHeartbeat: number | undefined;
   /** The remaining TTL its record holds (what a new leader would grant, before the grace). */
@@ -73,6 +75,13 @@ export interface KeepAliveResult {
 export class SessionTracker {
   readonly #options: SessionTrackerOptions;
   readonly #live = new Map<SessionId, Live>();
+  /**
+   * The deadline wheel: the sessions whose deadlines fall in each `expiryCheckMs` slot, so that
+   * a check looks only at the slots that came due, not at every session.
+   */
+  readonly #slots = new Map<number, Set<SessionId>>();
+  /** The first slot a check has not emptied yet. */
+  #cursor = 0;
   /** Sent to expire and not yet applied: a heartbeat for one is not acknowledged. */
   readonly #expiring = new Set<SessionId>();
   #ready = false;
@@ -94,6 +103,39 @@ export class SessionTracker {
     if (options.leadership.ready) this.#takeOver();
   }
 
+  #slotOf(deadline: number): number {
+    return Math.floor(deadline / this.#options.expiryCheckMs);
+  }
+
+  #track(id: SessionId, live: Omit<Live, "slot">): void {
+    const entry = { ...live, slot: this.#slotOf(live.deadline) };
+    this.#live.set(id, entry);
+    this.#enter(id, entry.slot);
+  }
+
+  #enter(id: SessionId, slot: number): void {
+    let ids = this.#slots.get(slot);
+    if (!ids) {
+      ids = new Set();
+      this.#slots.set(slot, ids);
+    }
+    ids.add(id);
+  }
+
+  #leave(id: SessionId, slot: number): void {
+    const ids = this.#slots.get(slot);
+    if (!ids) return;
+    ids.delete(id);
+    if (ids.size === 0) this.#slots.delete(slot);
+  }
+
+  #untrack(id: SessionId): void {
+    const live = this.#live.get(id);
+    if (!live) return;
+    this.#leave(id, live.slot);
+    this.#live.delete(id);
+  }
+
   get ready(): boolean {
     return this.#ready;
   }
@@ -106,9 +148,10 @@ export class SessionTracker {
     this.#stepDown();
     this.#ready = true;
     const now = this.#options.runtime.elapsed();
+    this.#cursor = this.#slotOf(now);
     // Every entry before this term's no-op is applied: the store holds every session there is.
     for (const s of allSessions(this.#options.store)) {
-      this.#live.set(s.id, {
+      this.#track(s.id, {
         ttlMs: s.ttlMs,
         deadline: now + s.remainingMs + this.#options.graceMs,
         lastHeartbeat: undefined,
@@ -129,6 +172,7 @@ export class SessionTracker {
     for (const timer of this.#timers) timer.cancel();
     this.#timers = [];
     this.#live.clear();
+    this.#slots.clear();
     this.#expiring.clear();
     this.#expiryInFlight = false;
     this.#checkpointInFlight = false;
@@ -147,7 +191,7 @@ export class SessionTracker {
   created(id: SessionId, ttlMs: number): void {
     if (!this.#ready || this.#live.has(id)) return;
     const now = this.#options.runtime.elapsed();
-    this.#live.set(id, {
+    this.#track(id, {
       ttlMs,
       deadline: now + ttlMs,
       lastHeartbeat: now,
@@ -158,7 +202,7 @@ export class SessionTracker {
 
   /** A close committed under this leader. */
   closed(id: SessionId): void {
-    this.#live.delete(id);
+    this.#untrack(id);
     this.#expiring.delete(id);
   }
 
@@ -180,6 +224,12 @@ export class SessionTracker {
         continue;
       }
       live.deadline = now + live.ttlMs;
+      const slot = this.#slotOf(live.deadline);
+      if (slot !== live.slot) {
+        this.#leave(id, live.slot);
+        this.#enter(id, slot);
+        live.slot = slot;
+      }
       live.lastHeartbeat = now;
       live.graced = false;
       this.stats.heartbeats++;
@@ -221,13 +271,23 @@ export class SessionTracker {
     const now = runtime.elapsed();
     const wall = runtime.now();
     const items: [SessionId, number][] = [];
-    for (const [id, live] of this.#live) {
-      if (live.deadline > now || this.#expiring.has(id)) continue;
-      const lastHeartbeatAt =
-        live.lastHeartbeat === undefined ? 0 : Math.round(wall - (now - live.lastHeartbeat));
-      items.push([id, lastHeartbeatAt]);
-      if (items.length >= SESSION_BATCH_MAX) break;
+    // Only the slots that came due: every deadline is placed at or after the slot of its time.
+    const due = this.#slotOf(now);
+    let cursor = Math.min(this.#cursor, due);
+    scan: for (; cursor <= due; cursor++) {
+      const ids = this.#slots.get(cursor);
+      if (!ids) continue;
+      for (const id of ids) {
+        const live = this.#live.get(id)!;
+        if (live.deadline > now || this.#expiring.has(id)) continue;
+        const lastHeartbeatAt =
+          live.lastHeartbeat === undefined ? 0 : Math.round(wall - (now - live.lastHeartbeat));
+        items.push([id, lastHeartbeatAt]);
+        if (items.length >= SESSION_BATCH_MAX) break scan;
+      }
     }
+    // The slot in hand may hold more (later deadlines, or past the batch): looked at again.
+    this.#cursor = Math.min(cursor, due);
     if (items.length === 0) return;
     for (const [id] of items) this.#expiring.add(id);
     this.#expiryInFlight = true;
@@ -238,7 +298,7 @@ export class SessionTracker {
         this.#expiryInFlight = false;
         this.stats.expiryEntries++;
         for (const id of [...(reply.expired as SessionId[]), ...(reply.gone as SessionId[])]) {
-          this.#live.delete(id);
+          this.#untrack(id);
           this.#expiring.delete(id);
           this.stats.expired++;
         }

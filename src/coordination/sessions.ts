@@ -115,8 +115,12 @@ class SessionEnder {
     // The index is exact, so its count bounds the scan; one more row would be a bug, caught below.
     const rows = this.#reader.scan("sessions", ephemeralPrefix(id), undefined, record.ephemeralCount + 1);
     let deleted = 0;
-    for (const row of rows) {
-      const key = Buffer.from(row.value).toString("utf8");
+    // In key order (the index is in hash order), so that the events read as a prefix delete's.
+    const owned = rows
+      .map((row) => ({ row, key: Buffer.from(row.value) }))
+      .sort((a, b) => Buffer.compare(a.key, b.key));
+    for (const { row, key: bytes } of owned) {
+      const key = bytes.toString("utf8");
       if (changes.get(key)?.session === id) {
         changes.delete(key);
         deleted++;
