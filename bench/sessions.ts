@@ -78,8 +78,11 @@ const ETCD_START_MS_MAX = 30_000;
 /** A command to the session load (a create of 100k sessions takes the longest). */
 const LOAD_CALL_MS_MAX = 600_000;
 const POLL_MS = 100;
-/** A fresh cluster's first writes are slow (JIT, LMDB maps): this long of writes before any window. */
-const PRIME_MS = 3000;
+/**
+ * A fresh cluster's first writes are slow (JIT, LMDB maps growing): this long of writes before any
+ * window (with 3 s the first no-session windows still cost 30% more CPU per put than the last).
+ */
+const PRIME_MS = 10_000;
 /** Other work on the machine a level waits to fall under (% of one core), if --quiet-wait-s allows. */
 const QUIET_OTHERS_PCT_MAX = 20;
 
@@ -1000,6 +1003,15 @@ interface LevelSummary {
   readonly puts_vs_no_sessions: number | null;
   /** Leader CPU ms per second per 1,000 sessions, over the 0-session levels: write load off, and on. */
   readonly leader_cpu_ms_per_s_per_1k: { write_load_off: number | null; write_load_on: number | null };
+  /**
+   * CPU seconds per 1,000 puts in the write windows (median), the leader's and all of this
+   * bench's processes': other work on the machine moves these far less than it moves puts/s.
+   */
+  readonly cpu_s_per_1k_puts: { leader: number | null; total: number | null };
+  /** total over the 0-session levels': what holding the sessions adds to each put. */
+  readonly cpu_per_put_vs_no_sessions: number | null;
+  /** Write windows in which other work took at most QUIET_OTHERS_PCT_MAX of a core, and their median puts/s. */
+  readonly quiet_write_windows: { windows: number; puts_per_s: number | null };
   readonly write_errors: number;
   readonly false_expiries: number;
   readonly others_cpu_pct_max: number | null;
@@ -1010,11 +1022,24 @@ interface Summary {
     idle_leader_cpu_pct: number | null;
     write_leader_cpu_pct: number | null;
     puts_per_s: number | null;
+    cpu_s_per_1k_puts: number | null;
+    quiet_puts_per_s: number | null;
   };
   readonly levels: LevelSummary[];
 }
 
 const round = (v: number | null, digits = 2) => (v === null ? null : Number(v.toFixed(digits)));
+
+/** CPU seconds of `roles` (all of ours when none) per 1,000 puts in a write window. */
+function cpuPer1kPuts(w: WindowResult, ...roles: ProcCpu["role"][]): number | null {
+  const ps = roles.length === 0 ? w.cpu : w.cpu.filter((p) => roles.includes(p.role));
+  if (!w.write || w.write.puts === 0 || ps.some((p) => p.cpu_pct === null)) return null;
+  const cpuS = (ps.reduce((a, p) => a + p.cpu_pct!, 0) / 100) * w.seconds;
+  return Number(((cpuS / w.write.puts) * 1000).toFixed(4));
+}
+
+const quietWindow = (w: WindowResult) =>
+  w.machine_cpu !== null && w.machine_cpu.others_pct <= QUIET_OTHERS_PCT_MAX;
 
 function summarize(levels: Level[]): Summary {
   const of = (ls: Level[], kind: WindowKind) => ls.flatMap((l) => l.windows.filter((w) => w.kind === kind));
@@ -1023,6 +1048,12 @@ function summarize(levels: Level[]): Summary {
   const baseIdle = median(nums(of(zero, "idle").map((w) => cpuOf(w, "leader"))));
   const baseWrite = median(nums(of(zero, "write").map((w) => cpuOf(w, "leader"))));
   const basePuts = median(of(zero, "write").map((w) => w.write!.puts_per_s));
+  const baseCpuPerPut = median(nums(of(zero, "write").map((w) => cpuPer1kPuts(w))));
+  const baseQuietPuts = median(
+    of(zero, "write")
+      .filter(quietWindow)
+      .map((w) => w.write!.puts_per_s),
+  );
   const out: LevelSummary[] = levels.map((l) => {
     const idle = l.windows.filter((w) => w.kind === "idle");
     const write = l.windows.filter((w) => w.kind === "write");
@@ -1034,6 +1065,8 @@ function summarize(levels: Level[]): Summary {
         ? null
         : round(((v - base) * 10) / (l.sessions / 1000), 3);
     const puts = med(write, (w) => w.write!.puts_per_s);
+    const totalPerPut = med(write, (w) => cpuPer1kPuts(w));
+    const quietWrites = write.filter(quietWindow);
     const all = l.windows;
     return {
       sessions: l.sessions,
@@ -1083,6 +1116,13 @@ function summarize(levels: Level[]): Summary {
         write_load_off: perK(idleLeader, baseIdle),
         write_load_on: perK(writeLeader, baseWrite),
       },
+      cpu_s_per_1k_puts: { leader: med(write, (w) => cpuPer1kPuts(w, "leader")), total: totalPerPut },
+      cpu_per_put_vs_no_sessions:
+        totalPerPut !== null && baseCpuPerPut ? round(totalPerPut / baseCpuPerPut, 3) : null,
+      quiet_write_windows: {
+        windows: quietWrites.length,
+        puts_per_s: median(quietWrites.map((w) => w.write!.puts_per_s)),
+      },
       write_errors: write.reduce((a, w) => a + (w.write?.errors ?? 0), 0),
       false_expiries: all.reduce((a, w) => a + w.heartbeat.false_expiries, 0),
       others_cpu_pct_max: all.some((w) => w.machine_cpu)
@@ -1091,7 +1131,13 @@ function summarize(levels: Level[]): Summary {
     };
   });
   return {
-    baseline: { idle_leader_cpu_pct: baseIdle, write_leader_cpu_pct: baseWrite, puts_per_s: basePuts },
+    baseline: {
+      idle_leader_cpu_pct: baseIdle,
+      write_leader_cpu_pct: baseWrite,
+      puts_per_s: basePuts,
+      cpu_s_per_1k_puts: baseCpuPerPut,
+      quiet_puts_per_s: baseQuietPuts,
+    },
     levels: out,
   };
 }
@@ -1111,6 +1157,9 @@ function printTable(results: SystemResult[]): void {
         "ldr CPU ms/s per 1k": txt(l.leader_cpu_ms_per_s_per_1k.write_load_off, 2),
         "puts/s": l.puts_per_s ?? "-",
         "vs 0": txt(l.puts_vs_no_sessions, 3),
+        "quiet: n, puts/s": `${l.quiet_write_windows.windows}, ${l.quiet_write_windows.puts_per_s ?? "-"}`,
+        "CPU s/1k puts ldr/all": `${txt(l.cpu_s_per_1k_puts.leader, 3)} / ${txt(l.cpu_s_per_1k_puts.total, 3)}`,
+        "CPU/put vs 0": txt(l.cpu_per_put_vs_no_sessions, 3),
         "CPU% ldr/fol/sess/gen (write)": [
           l.cpu_pct.write.leader,
           l.cpu_pct.write.followers,
@@ -1252,6 +1301,13 @@ function compare(metaraft: SystemResult | undefined, etcd: SystemResult | undefi
       etcd: etcd.summary.baseline.puts_per_s,
     },
     create_s: { metaraft: mLevel.create_s, etcd: eLevel.create_s },
+    cpu_s_per_1k_puts: { metaraft: mLevel.cpu_s_per_1k_puts, etcd: eLevel.cpu_s_per_1k_puts },
+    cpu_per_put_vs_no_sessions: {
+      metaraft: mLevel.cpu_per_put_vs_no_sessions,
+      etcd: eLevel.cpu_per_put_vs_no_sessions,
+    },
+    /** Whether other work on the machine crowded the write windows (then go by CPU per put). */
+    quiet_write_windows: { metaraft: mLevel.quiet_write_windows, etcd: eLevel.quiet_write_windows },
   };
   const text =
     `at ${eLevel.sessions} sessions/leases: heartbeat p99 idle ${txt(mLevel.heartbeat_p99_ms.idle, 2)} ms (metaraft) vs ` +
@@ -1259,7 +1315,8 @@ function compare(metaraft: SystemResult | undefined, etcd: SystemResult | undefi
     `${txt(eLevel.heartbeat_p99_ms.write, 2)} ms; leader CPU per 1k (write load off) ` +
     `${txt(mLevel.leader_cpu_ms_per_s_per_1k.write_load_off, 2)} vs ${txt(eLevel.leader_cpu_ms_per_s_per_1k.write_load_off, 2)} ms/s; ` +
     `puts/s ${mLevel.puts_per_s ?? "-"} (${txt(mLevel.puts_vs_no_sessions, 3)}x none) vs ${eLevel.puts_per_s ?? "-"} ` +
-    `(${txt(eLevel.puts_vs_no_sessions, 3)}x none)`;
+    `(${txt(eLevel.puts_vs_no_sessions, 3)}x none); CPU per put ${txt(mLevel.cpu_per_put_vs_no_sessions, 3)}x ` +
+    `vs ${txt(eLevel.cpu_per_put_vs_no_sessions, 3)}x none`;
   return { json, text };
 }
 
