@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const benchmarks = ["core", "raft", "cluster", "ledger", "reads", "faults", "queue"] as const;
+const benchmarks = ["core", "raft", "cluster", "ledger", "reads", "faults", "queue", "sessions"] as const;
 
 let failed = 0;
 for (const name of benchmarks) {

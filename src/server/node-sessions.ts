@@ -33,6 +33,20 @@ function checkIds(raw: Record<string, unknown>): SessionId[] {
   return ids as SessionId[];
 }
 
+/** The connection heartbeats are forwarded on, to the leader at `address`. */
+interface Forward {
+  readonly address: string;
+  readonly client: RpcClient;
+  /**
+   * Rejects once this forward is dropped (a new leader, or none known). A closed RpcClient still
+   * retries the calls it has in flight until their deadline, against the old leader's address:
+   * after a kill -9 of the leader, every heartbeat forwarded to it would hang for
+   * KEEPALIVE_FORWARD_TIMEOUT_MS although a new leader was elected long before.
+   */
+  readonly dropped: Promise<never>;
+  readonly drop: (error: MetaraftError) => void;
+}
+
 /**
  * A node's part in sessions: on the ready leader the tracker of their heartbeats and expiry;
  * on a follower, the forwarding of heartbeats to the leader (over the leader's client port),
@@ -46,7 +60,7 @@ export class NodeSessions {
   readonly #leadership: Leadership;
   readonly #clusterId: string;
   readonly #leaderClient: () => string | undefined;
-  #forward: { address: string; client: RpcClient } | undefined;
+  #forward: Forward | undefined;
   #forwarding = 0;
   readonly #unsubscribe: () => void;
 
@@ -153,10 +167,13 @@ export class NodeSessions {
         `${KEEPALIVE_FORWARD_INFLIGHT_MAX} heartbeat messages are being forwarded to the leader: send heartbeats to it directly`,
       );
     }
-    const client = this.#forwardClient(address);
+    const forward = this.#forwardTo(address);
     this.#forwarding++;
     try {
-      return await client.call("sessionKeepAlive", { ids, forwarded: true }, KEEPALIVE_FORWARD_TIMEOUT_MS);
+      return await Promise.race([
+        forward.client.call("sessionKeepAlive", { ids, forwarded: true }, KEEPALIVE_FORWARD_TIMEOUT_MS),
+        forward.dropped,
+      ]);
     } finally {
       this.#forwarding--;
     }
@@ -168,10 +185,16 @@ export class NodeSessions {
     return { from: this.#nodeId, sessions: this.tracker.liveness(ids), stats: this.tracker.stats };
   }
 
-  #forwardClient(address: string): RpcClient {
+  #forwardTo(address: string): Forward {
     if (this.#forward?.address !== address) {
       this.#dropForward();
       const at = address.lastIndexOf(":");
+      let drop: (error: MetaraftError) => void = () => {};
+      const dropped = new Promise<never>((_, reject) => {
+        drop = reject;
+      });
+      // Nobody may be waiting when it is dropped.
+      dropped.catch(() => undefined);
       this.#forward = {
         address,
         client: new RpcClient({
@@ -179,14 +202,32 @@ export class NodeSessions {
           clusterId: this.#clusterId,
           timeoutMs: KEEPALIVE_FORWARD_TIMEOUT_MS,
         }),
+        dropped,
+        drop,
       };
     }
-    return this.#forward.client;
+    return this.#forward;
   }
 
+  /** Closes the forwarding connection; the heartbeats in flight on it fail now, naming the leader. */
   #dropForward(): void {
-    this.#forward?.client.close();
+    const forward = this.#forward;
+    if (!forward) return;
     this.#forward = undefined;
+    forward.client.close();
+    const leader = this.#leadership.state.leader;
+    // This node leads now: the client stays and retries here once it is ready.
+    forward.drop(
+      leader === this.#nodeId
+        ? new MetaraftError(
+            "MR_ERR_NOT_READY",
+            "this node became the leader while the heartbeat was forwarded",
+            {
+              details: { leader },
+            },
+          )
+        : new MetaraftError("MR_ERR_NOT_LEADER", undefined, { details: { leader } }),
+    );
   }
 
   close(): void {
