@@ -9,8 +9,8 @@ import { allSessions, SESSION_BATCH_MAX } from "./sessions.js";
  * The leader's view of the sessions' liveness (DESIGN.md, "Sessions and the control plane").
  * Heartbeats only move a deadline in memory here: they never reach the log, so a million
  * heartbeats a minute cost the cluster no writes. What does reach the log:
- * - the sessions past their deadline, in one `sessionExpire` entry per check (at most
- *   `SESSION_BATCH_MAX` sessions each, so a mass expiry spreads over a few entries);
+ * - the sessions past their deadline, in `sessionExpire` entries (up to 4 in flight, each at most
+ *   `SESSION_BATCH_MAX` sessions, so a mass expiry spreads over a few entries);
  * - for sessions whose TTL is longer than `checkpointMs`, now and then the TTL they have left
  *   while they do not heartbeat (`sessionCheckpoint`), so that leader changes, each of which
  *   grants every session its recorded remaining TTL plus the grace, cannot keep a dead session
@@ -21,6 +21,12 @@ import { allSessions, SESSION_BATCH_MAX } from "./sessions.js";
  * nobody. Deadlines are on the monotonic clock (`runtime.elapsed`); wall time only stamps
  * tombstones.
  */
+
+/**
+ * Expiry entries in flight at once: a mass expiry (100,000 sessions falling due at 30,000 a
+ * second) kept one entry of 1,000 in flight and ran 2 s late; each stays bounded.
+ */
+export const SESSION_EXPIRY_INFLIGHT_MAX = 4;
 
 /** Sessions `liveness()` lists at most when not asked for given ids. */
 export const SESSION_LIVENESS_ROWS_MAX = 1_000;
@@ -87,7 +93,7 @@ export class SessionTracker {
   #ready = false;
   /** Bumped at each leadership change, so that a reply from an earlier one changes nothing. */
   #epoch = 0;
-  #expiryInFlight = false;
+  #expiryInFlight = 0;
   #checkpointInFlight = false;
   #timers: Timer[] = [];
   readonly #unsubscribe: () => void;
@@ -174,7 +180,7 @@ export class SessionTracker {
     this.#live.clear();
     this.#slots.clear();
     this.#expiring.clear();
-    this.#expiryInFlight = false;
+    this.#expiryInFlight = 0;
     this.#checkpointInFlight = false;
   }
 
@@ -266,7 +272,15 @@ export class SessionTracker {
 
   /** Proposes the expiry of the sessions past their deadline (one entry in flight at a time). */
   checkExpiry(): void {
-    if (!this.#ready || this.#expiryInFlight) return;
+    while (this.#ready && this.#expiryInFlight < SESSION_EXPIRY_INFLIGHT_MAX) {
+      const items = this.#due();
+      if (items.length === 0) return;
+      this.#expire(items);
+    }
+  }
+
+  /** Up to a batch of sessions past their deadline and not yet being expired, with their last heartbeat's wall time. */
+  #due(): [SessionId, number][] {
     const { runtime } = this.#options;
     const now = runtime.elapsed();
     const wall = runtime.now();
@@ -288,14 +302,18 @@ export class SessionTracker {
     }
     // The slot in hand may hold more (later deadlines, or past the batch): looked at again.
     this.#cursor = Math.min(cursor, due);
-    if (items.length === 0) return;
+    return items;
+  }
+
+  #expire(items: [SessionId, number][]): void {
+    const { runtime } = this.#options;
     for (const [id] of items) this.#expiring.add(id);
-    this.#expiryInFlight = true;
+    this.#expiryInFlight++;
     const epoch = this.#epoch;
     this.#options.submit({ op: "sessionExpire", items }).then(
       (reply) => {
         if (epoch !== this.#epoch) return;
-        this.#expiryInFlight = false;
+        this.#expiryInFlight--;
         this.stats.expiryEntries++;
         for (const id of [...(reply.expired as SessionId[]), ...(reply.gone as SessionId[])]) {
           this.#untrack(id);
@@ -312,7 +330,7 @@ export class SessionTracker {
         if (epoch !== this.#epoch) return;
         // Not committed here (leadership lost, a full queue): still past their deadline, so the
         // next check sends them again (a heartbeat in between was not acknowledged).
-        this.#expiryInFlight = false;
+        this.#expiryInFlight--;
         for (const [id] of items) this.#expiring.delete(id);
       },
     );
