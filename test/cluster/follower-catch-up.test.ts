@@ -143,7 +143,8 @@ describe("a follower killed under load and restarted", () => {
           const s = await cluster.status(leader);
           return sentTo(s, other) - sentTo(atKill, other) >= DOWN_UNTIL_SENT_BYTES ? true : undefined;
         },
-        15_000,
+        // 6 MiB of writes: seconds on a quiet machine, longer beside the rest of the suite.
+        60_000,
       );
       const atRestart = await cluster.status(leader);
       assert.equal(atRestart.role, "leader", "the leader kept its leadership while the follower was down");

@@ -59,7 +59,17 @@ describe("heartbeats forwarded across a leader's death", () => {
       const answered = await Promise.all(after);
       // Each heartbeat was answered, none expired, and none waited out the follower's forward to
       // the dead leader (it would take KEEPALIVE_FORWARD_TIMEOUT_MS at least).
-      for (const r of answered) assert.deepEqual(r.expired, []);
+      // A heartbeat may fail fast while there is no leader (NOT_LEADER, NOT_READY, or the client's
+      // "no quorum reachable" as the dead leader's connection and a follower's refusal come
+      // in): the keeper retries it 200 ms later. None may say the session expired.
+      for (const r of answered) {
+        if (Array.isArray(r.expired)) assert.deepEqual(r.expired, []);
+        else assert.match(String(r.expired), /MR_ERR_(NOT_LEADER|NOT_READY|UNAVAILABLE|TIMEOUT)/);
+      }
+      assert.ok(
+        answered.some((r) => Array.isArray(r.expired)),
+        "no heartbeat was answered after the leader stopped",
+      );
       const slowest = Math.max(...answered.map((r) => r.ms));
       assert.ok(
         slowest < KEEPALIVE_FORWARD_TIMEOUT_MS,

@@ -113,7 +113,13 @@ describe("membership changed online", () => {
       }
     });
     assert.ok(extra[0]!.host.stats.restores >= 1, "the new member caught up from a copy of the state");
-    await client.memberRemove(3);
+    try {
+      await client.memberRemove(3);
+    } catch (error) {
+      // An admin call has no call id: a retry after a slow first attempt that committed finds
+      // node 3 gone already. That is a removal done; anything else is a failure.
+      if (!(error instanceof MetaraftError && /node 3 is not a member/.test(error.message))) throw error;
+    }
     await waitFor("node 3 to apply its removal", () => cluster.nodes[2]!.host.removed);
     await client.leaderTransfer(4);
     await waitFor("node 4 to lead", () => extra[0]!.host.isLeader);
