@@ -99,37 +99,38 @@ export interface LoadOptions {
 }
 
 /**
- * The key-create load of bench:cluster and bench:ledger: `inflight` loops, each doing
- * openKey + commitKey on unique keys (like Ozone's freon `omkg`) until `stop()`. Only pairs
- * that start and end inside the measured window (`measure(true)` .. `measure(false)`) count.
+ * A closed-loop load: `inflight` loops, each running `run(loop, n)` one after the other until
+ * `stop()`. An operation counts (latency, per-second tally) only if it started and ended inside
+ * the measured window; errors are counted by code, and a loop that failed waits 10 ms so that it
+ * does not spin on a node that refuses at once.
  */
-export class KeyCreateLoad {
+export abstract class ClosedLoopLoad {
   readonly histogram = latencyHistogram();
   readonly errorCodes: Record<string, number> = {};
-  /** Key creates counted (inside the window). */
-  creates = 0;
+  /** Operations counted (inside the window). */
+  completed = 0;
   errors = 0;
-  /** Successful requests (an open-key or a commit-key), measured or not. */
-  requestsDone = 0;
   /** Date.now() when the window opened (0: not yet). */
   measureStart = 0;
-  readonly #options: LoadOptions;
-  /** Key creates completed in each second of the window: shows stalls an average hides. */
+  readonly inflight: number;
+  /** Operations completed in each second of the window: shows stalls an average hides. */
   readonly #perSecond: number[] = [];
   #measuring = false;
   #stop = false;
   #loops: Promise<void>[] = [];
 
-  constructor(options: LoadOptions) {
-    this.#options = options;
+  constructor(inflight: number) {
+    this.inflight = inflight;
   }
+
+  protected abstract run(loop: number, n: number): Promise<unknown>;
 
   get measuring(): boolean {
     return this.#measuring;
   }
 
   start(): void {
-    this.#loops = Array.from({ length: this.#options.inflight }, (_, i) => this.#loop(i));
+    this.#loops = Array.from({ length: this.inflight }, (_, i) => this.#loop(i));
   }
 
   measure(on: boolean): void {
@@ -137,33 +138,26 @@ export class KeyCreateLoad {
     this.#measuring = on;
   }
 
-  /** Stops every loop once its pair in flight is done. */
+  /** Stops every loop once its operation in flight is done. */
   async stop(): Promise<void> {
     this.#stop = true;
     await Promise.all(this.#loops);
   }
 
-  /** Key creates per whole second of a window `elapsed` seconds long. */
+  /** Operations per whole second of a window `elapsed` seconds long. */
   bySecond(elapsed: number): number[] {
     return Array.from({ length: Math.round(elapsed) }, (_, i) => this.#perSecond[i] ?? 0);
   }
 
-  async #loop(loopId: number): Promise<void> {
-    const { clients, volume, bucket } = this.#options;
-    const client = clients[loopId % clients.length]!;
+  async #loop(loop: number): Promise<void> {
     for (let n = 0; !this.#stop; n++) {
-      const key = `k-${loopId}-${n}`;
       const started = process.hrtime.bigint();
       const counted = this.#measuring;
       try {
-        const { openKeyId } = await client.openKey(volume, bucket, key, 1024);
-        this.requestsDone++;
-        await client.commitKey(volume, bucket, key, openKeyId, { size: 1024, etag: `e-${loopId}-${n}` });
-        this.requestsDone++;
-        // A pair counts if it started and ended inside the measured window.
+        await this.run(loop, n);
         if (counted && this.#measuring) {
-          this.histogram.recordValue(Number((process.hrtime.bigint() - started) / 1000n));
-          this.creates++;
+          this.histogram.recordValue(Math.max(1, Number((process.hrtime.bigint() - started) / 1000n)));
+          this.completed++;
           const second = Math.floor((Date.now() - this.measureStart) / 1000);
           this.#perSecond[second] = (this.#perSecond[second] ?? 0) + 1;
         }
@@ -173,10 +167,40 @@ export class KeyCreateLoad {
           const code = errorCode(error);
           this.errorCodes[code] = (this.errorCodes[code] ?? 0) + 1;
         }
-        // Do not spin on a node that refuses at once.
         await new Promise((r) => setTimeout(r, 10));
       }
     }
+  }
+}
+
+/**
+ * The key-create load of bench:cluster and bench:ledger: `inflight` loops, each doing
+ * openKey + commitKey on unique keys (like Ozone's freon `omkg`) until `stop()`. Only pairs
+ * that start and end inside the measured window (`measure(true)` .. `measure(false)`) count.
+ */
+export class KeyCreateLoad extends ClosedLoopLoad {
+  /** Successful requests (an open-key or a commit-key), measured or not. */
+  requestsDone = 0;
+  readonly #options: LoadOptions;
+
+  constructor(options: LoadOptions) {
+    super(options.inflight);
+    this.#options = options;
+  }
+
+  /** Key creates counted (inside the window). */
+  get creates(): number {
+    return this.completed;
+  }
+
+  protected async run(loopId: number, n: number): Promise<void> {
+    const { clients, volume, bucket } = this.#options;
+    const client = clients[loopId % clients.length]!;
+    const key = `k-${loopId}-${n}`;
+    const { openKeyId } = await client.openKey(volume, bucket, key, 1024);
+    this.requestsDone++;
+    await client.commitKey(volume, bucket, key, openKeyId, { size: 1024, etag: `e-${loopId}-${n}` });
+    this.requestsDone++;
   }
 }
 

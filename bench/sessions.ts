@@ -39,9 +39,8 @@ import { Etcd3 } from "etcd3";
 import { MetaraftClient } from "../src/client/client.js";
 import { freePort, ProcessCluster } from "../test/helpers/cluster.js";
 import {
-  errorCode,
+  ClosedLoopLoad,
   type LatencyUs,
-  latencyHistogram,
   latencySummary,
   machineCpuSeconds,
   machineInfo,
@@ -205,59 +204,22 @@ class LoadChild {
  * A closed-loop put load: `inflight` loops, each putting unique keys one after the other until
  * `stop()`. Only puts that start and end inside the measured window count.
  */
-class PutLoad {
-  readonly histogram = latencyHistogram();
-  readonly errorCodes: Record<string, number> = {};
-  puts = 0;
-  errors = 0;
-  measureStart = 0;
-  #measuring = false;
-  #stop = false;
-  #loops: Promise<void>[] = [];
-
+class PutLoad extends ClosedLoopLoad {
   constructor(
     readonly put: (loop: number, key: string) => Promise<unknown>,
-    readonly inflight: number,
+    inflight: number,
     readonly prefix: string,
-  ) {}
-
-  get measuring(): boolean {
-    return this.#measuring;
+  ) {
+    super(inflight);
   }
 
-  start(): void {
-    this.#loops = Array.from({ length: this.inflight }, (_, i) => this.#loop(i));
+  /** Puts counted (inside the window). */
+  get puts(): number {
+    return this.completed;
   }
 
-  measure(on: boolean): void {
-    if (on) this.measureStart = Date.now();
-    this.#measuring = on;
-  }
-
-  async stop(): Promise<void> {
-    this.#stop = true;
-    await Promise.all(this.#loops);
-  }
-
-  async #loop(loop: number): Promise<void> {
-    for (let n = 0; !this.#stop; n++) {
-      const started = process.hrtime.bigint();
-      const counted = this.#measuring;
-      try {
-        await this.put(loop, `${this.prefix}/${loop}/${n}`);
-        if (counted && this.#measuring) {
-          this.histogram.recordValue(Math.max(1, Number((process.hrtime.bigint() - started) / 1000n)));
-          this.puts++;
-        }
-      } catch (error) {
-        if (counted || this.#measuring) {
-          this.errors++;
-          const code = errorCode(error);
-          this.errorCodes[code] = (this.errorCodes[code] ?? 0) + 1;
-        }
-        await sleep(10);
-      }
-    }
+  protected run(loop: number, n: number): Promise<unknown> {
+    return this.put(loop, `${this.prefix}/${loop}/${n}`);
   }
 }
 
