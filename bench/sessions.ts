@@ -456,6 +456,38 @@ async function prime(system: System, ui: Ui): Promise<void> {
   await writes.stop();
 }
 
+/**
+ * Primes the system, then measures it holding none, then each count of sessions (or leases) in
+ * turn: `count` says how many the cluster itself reports holding.
+ */
+async function measureLevels(
+  system: System,
+  load: LoadChild,
+  ui: Ui,
+  what: { name: string; unit: string; levels: readonly number[]; count: () => Promise<number | null> },
+): Promise<Level[]> {
+  ui.label = what.name;
+  await prime(system, ui);
+  const levels: Level[] = [];
+  ui.label = `${what.name} 0 ${what.unit}`;
+  levels.push({
+    phase: "before",
+    sessions: 0,
+    create: null,
+    cluster_count: null,
+    ...(await levelWindows(system, load, 0, ui)),
+  });
+  let held = 0;
+  for (const n of what.levels) {
+    ui.label = `${what.name} ${n} ${what.unit}`;
+    const create = await grow(load, held, n, ui);
+    held = n;
+    const windows = await levelWindows(system, load, n, ui);
+    levels.push({ phase: "hold", sessions: n, create, cluster_count: await what.count(), ...windows });
+  }
+  return levels;
+}
+
 /** A level's windows, idle and write alternating, once the machine is quiet. */
 async function levelWindows(
   system: System,
@@ -618,25 +650,14 @@ async function runMetaraftCase(ui: Ui): Promise<SystemResult> {
       tickMs,
     });
 
-    ui.label = "metaraft";
-    await prime(system, ui);
-    const levels: Level[] = [];
-    ui.label = "metaraft 0 sessions";
-    levels.push({
-      phase: "before",
-      sessions: 0,
-      create: null,
-      cluster_count: null,
-      ...(await levelWindows(system, load, 0, ui)),
+    const levels = await measureLevels(system, load, ui, {
+      name: "metaraft",
+      unit: "sessions",
+      levels: sessionLevels,
+      count: openSessions,
     });
-    let held = 0;
-    for (const n of sessionLevels) {
-      ui.label = `metaraft ${n} sessions`;
-      const create = await grow(load, held, n, ui);
-      held = n;
-      const windows = await levelWindows(system, load, n, ui);
-      levels.push({ phase: "hold", sessions: n, create, cluster_count: await openSessions(), ...windows });
-    }
+    // The sessions the load holds now: the last level's.
+    const held = levels.at(-1)!.sessions;
 
     // kill -9 of the leader, holding the largest level, with the write load on.
     ui.label = `metaraft failover, ${held} sessions`;
@@ -884,31 +905,12 @@ async function runEtcdCase(ui: Ui): Promise<SystemResult> {
       ttlMs,
       tickMs,
     });
-    ui.label = "etcd";
-    await prime(system, ui);
-    const levels: Level[] = [];
-    ui.label = "etcd 0 leases";
-    levels.push({
-      phase: "before",
-      sessions: 0,
-      create: null,
-      cluster_count: null,
-      ...(await levelWindows(system, load, 0, ui)),
+    const levels = await measureLevels(system, load, ui, {
+      name: "etcd",
+      unit: "leases",
+      levels: etcdLeases,
+      count: async () => cluster.leaseCount(Math.max(0, await cluster.leader())),
     });
-    let held = 0;
-    for (const n of etcdLeases) {
-      ui.label = `etcd ${n} leases`;
-      const create = await grow(load, held, n, ui);
-      held = n;
-      const windows = await levelWindows(system, load, n, ui);
-      levels.push({
-        phase: "hold",
-        sessions: n,
-        create,
-        cluster_count: await cluster.leaseCount(Math.max(0, await cluster.leader())),
-        ...windows,
-      });
-    }
     const last = levels.at(-1)!.windows.at(-1)!;
     return {
       system: "etcd",
