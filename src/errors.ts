@@ -114,6 +114,10 @@ export const errorRegistry = {
     message: "the coordination value is larger than kv.valueBytesMax",
     httpStatus: 413,
   },
+  MR_ERR_KV_KEY_GROUP_FULL: {
+    message: "too many keys over 1900 bytes share their first 1900 bytes (kv.longKeyGroupMax)",
+    httpStatus: 409,
+  },
   MR_ERR_KV_TXN_TOO_LARGE: {
     message: "the txn has more compares and ops than kv.txnOpsMax",
     httpStatus: 413,

@@ -1,6 +1,5 @@
 import { CORE_MODE_DEFAULT, type CoreMode } from "./core/types.js";
 import { type NodeId, RAFT_DEFAULTS } from "./raft/index.js";
-import { STATE_KEY_BYTES_MAX } from "./storage/index.js";
 import { CLUSTER_ID_BYTES_MAX, SECRET_BYTES_MIN } from "./transport/handshake.js";
 
 /**
@@ -344,10 +343,20 @@ export const SETTINGS = {
       flag: "kv-key-bytes-max",
       unit: "bytes",
       min: 1,
-      // A kv key is the LMDB key of its record: LMDB takes no longer ones.
-      max: STATE_KEY_BYTES_MAX,
-      default: STATE_KEY_BYTES_MAX,
-      help: "UTF-8 bytes of a coordination key at most (LMDB's key limit bounds it)",
+      // Keys past LMDB's key limit are stored in groups (src/coordination/kv-keys.ts), whose
+      // directories hold whole keys: this bounds a directory at longKeyGroupMax times it.
+      max: 4 * KiB,
+      default: 4 * KiB,
+      help: "UTF-8 bytes of a coordination key at most",
+    },
+    longKeyGroupMax: {
+      type: "integer",
+      flag: "kv-long-key-group-max",
+      unit: "entries",
+      min: 1,
+      max: 4_096,
+      default: 256,
+      help: "coordination keys over 1900 bytes that share their first 1900 bytes, at most: their shared directory is rewritten on each create and delete",
     },
     valueBytesMax: {
       type: "integer",

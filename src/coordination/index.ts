@@ -33,6 +33,7 @@ export {
   readKv,
   runKvOps,
 } from "./kv.js";
+export { KV_SHORT_KEY_BYTES } from "./kv-keys.js";
 export {
   readSession,
   SESSION_TOMBSTONES_KEPT,

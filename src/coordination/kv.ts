@@ -4,6 +4,16 @@ import type { EventDraft } from "../events/index.js";
 import type { Execution, Request, RequestSpec, StateReader, Write } from "../execution/types.js";
 import { SETTINGS, type Settings } from "../settings.js";
 import {
+  directoryIndex,
+  encodeDirectory,
+  groupOf,
+  isLongKey,
+  KV_SHORT_KEY_BYTES,
+  readDirectory,
+  rowKeyOf,
+  scanKvRows,
+} from "./kv-keys.js";
+import {
   decodeSession,
   encodeSession,
   ephemeralKey,
@@ -49,6 +59,7 @@ export const KV_LIMITS_DEFAULT: KvLimits = {
   valueBytesMax: SETTINGS.kv.valueBytesMax.default,
   txnOpsMax: SETTINGS.kv.txnOpsMax.default,
   deleteKeysMax: SETTINGS.kv.deleteKeysMax.default,
+  longKeyGroupMax: SETTINGS.kv.longKeyGroupMax.default,
 };
 
 /** Entries one `kvRange` returns, when the request does not say, and at most. */
@@ -88,7 +99,7 @@ export function decodeKvRecord(bytes: Uint8Array): KvRecord {
 
 /** The key's entry, or undefined when there is none. */
 export function readKv(reader: StateReader, key: string): KvEntry | undefined {
-  const bytes = reader.get("kv", key);
+  const bytes = reader.get("kv", rowKeyOf(key));
   return bytes === undefined ? undefined : { key, ...decodeKvRecord(bytes) };
 }
 
@@ -309,7 +320,10 @@ class KvChanges {
   readonly #reader: StateReader;
   readonly #txid: number;
   readonly #ephemeralKeysMax: number;
+  readonly #longKeyGroupMax: number;
   readonly #pending = new Map<string, KvRecord | null>();
+  /** Directories of long-key groups as this execution changed them (see kv-keys.ts). */
+  readonly #directories = new Map<string, string[]>();
   /** Session records as this execution changed them (their ephemeral counts); null: ended. */
   readonly #sessions = new Map<SessionId, SessionRecord | null>();
   readonly writes: Write[] = [];
@@ -319,10 +333,32 @@ class KvChanges {
     reader: StateReader,
     txid: number,
     ephemeralKeysMax: number = SETTINGS.session.ephemeralKeysMax.default,
+    longKeyGroupMax: number = SETTINGS.kv.longKeyGroupMax.default,
   ) {
     this.#reader = reader;
     this.#txid = txid;
     this.#ephemeralKeysMax = ephemeralKeysMax;
+    this.#longKeyGroupMax = longKeyGroupMax;
+  }
+
+  /** A long key enters (or leaves) its group's directory when it is created (or deleted). */
+  #enlist(key: string, present: boolean): void {
+    const group = groupOf(key);
+    const keys = this.#directories.get(group) ?? readDirectory(this.#reader, group);
+    const at = directoryIndex(keys, key);
+    if (present) {
+      if (keys.length >= this.#longKeyGroupMax) {
+        throw new MetaraftError(
+          "MR_ERR_KV_KEY_GROUP_FULL",
+          `${keys.length} keys longer than ${KV_SHORT_KEY_BYTES} bytes share this key's first ${KV_SHORT_KEY_BYTES}, kv.longKeyGroupMax`,
+        );
+      }
+      keys.splice(at, 0, key);
+    } else if (keys[at] === key) {
+      keys.splice(at, 1);
+    }
+    this.#directories.set(group, keys);
+    this.writes.push({ table: "kv", key: group, value: keys.length === 0 ? null : encodeDirectory(keys) });
   }
 
   /** The session's record as this execution sees it. */
@@ -384,6 +420,7 @@ class KvChanges {
     } else if (session !== 0 && !this.session(session)) {
       throw new MetaraftError("MR_ERR_SESSION_EXPIRED", `session ${session} has expired or was closed`);
     }
+    if (!before && isLongKey(key)) this.#enlist(key, true);
     const record: KvRecord = {
       value,
       createTxid: before ? before.createTxid : this.#txid,
@@ -392,7 +429,7 @@ class KvChanges {
       ...(session === 0 ? {} : { session }),
     };
     this.#pending.set(key, record);
-    this.writes.push({ table: "kv", key, value: encodeKvRecord(record) });
+    this.writes.push({ table: "kv", key: rowKeyOf(key), value: encodeKvRecord(record) });
     this.events.push({ type: "KvPut:Put", key, size: kvValueBytes(value).length });
     return before;
   }
@@ -402,7 +439,8 @@ class KvChanges {
     if (!before) return undefined;
     this.#pending.set(key, null);
     if (before.session) this.#detach(before.session, key);
-    this.writes.push({ table: "kv", key, value: null });
+    if (isLongKey(key)) this.#enlist(key, false);
+    this.writes.push({ table: "kv", key: rowKeyOf(key), value: null });
     this.events.push({ type: "KvDelete:Delete", key });
     return before;
   }
@@ -482,7 +520,7 @@ export function kvSpecs(
       session: checkSessionId(fieldOf(raw, "session"), "session"),
     }),
     execute(request, { txid, reader }) {
-      const changes = new KvChanges(reader, txid, ephemeralKeysMax);
+      const changes = new KvChanges(reader, txid, ephemeralKeysMax, limits.longKeyGroupMax);
       const before = changes.put(request.key, request.value, request.session);
       return changes.execution({
         txid,
@@ -514,7 +552,7 @@ export function kvSpecs(
       };
     },
     execute(request, { txid, reader }) {
-      const changes = new KvChanges(reader, txid, ephemeralKeysMax);
+      const changes = new KvChanges(reader, txid, ephemeralKeysMax, limits.longKeyGroupMax);
       if (!request.prefix) {
         const before = changes.delete(request.key);
         return changes.execution({
@@ -525,7 +563,7 @@ export function kvSpecs(
         });
       }
       // Bounded: one more than the limit tells whether keys remain for another delete.
-      const rows = reader.scan("kv", request.key, undefined, limits.deleteKeysMax + 1);
+      const rows = scanKvRows(reader, request.key, undefined, limits.deleteKeysMax + 1);
       const deleted: KvEntry[] = [];
       for (const row of rows.slice(0, limits.deleteKeysMax)) {
         deleted.push(changes.delete(row.key)!);
@@ -557,7 +595,7 @@ export function kvSpecs(
       };
     },
     execute(request, { txid, reader }) {
-      const rows = reader.scan("kv", request.prefix, request.startAfter, request.limit + 1);
+      const rows = scanKvRows(reader, request.prefix, request.startAfter, request.limit + 1);
       const items: KvEntry[] = [];
       let bytes = 0;
       let truncated = rows.length > request.limit;
@@ -602,7 +640,7 @@ export function kvSpecs(
     execute(request, { txid, reader }) {
       // Every compare sees the state before the txn, none of its writes.
       const succeeded = request.compare.every((c) => kvCompareHolds(c, readKv(reader, c.key)));
-      const changes = new KvChanges(reader, txid, ephemeralKeysMax);
+      const changes = new KvChanges(reader, txid, ephemeralKeysMax, limits.longKeyGroupMax);
       const responses = runKvOps(changes, succeeded ? request.success : request.failure);
       return changes.execution({ txid, succeeded, responses });
     },

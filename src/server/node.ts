@@ -125,6 +125,7 @@ export function nodeSettings(config: NodeConfig): NodeSettings {
     },
     kv: {
       keyBytesMax: config.kv?.keyBytesMax ?? kv.keyBytesMax.default,
+      longKeyGroupMax: config.kv?.longKeyGroupMax ?? kv.longKeyGroupMax.default,
       valueBytesMax: config.kv?.valueBytesMax ?? kv.valueBytesMax.default,
       txnOpsMax: config.kv?.txnOpsMax ?? kv.txnOpsMax.default,
       deleteKeysMax: config.kv?.deleteKeysMax ?? kv.deleteKeysMax.default,

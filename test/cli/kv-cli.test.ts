@@ -151,7 +151,7 @@ describe("metaraft kv", { timeout: 60_000 }, () => {
     const bad = await verb(["kv", "txn"], "value(k) = v\n");
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /line 1/);
-    const long = await verb(["kv", "put", "k".repeat(2000), "v"]);
+    const long = await verb(["kv", "put", "k".repeat(4097), "v"]);
     assert.equal(long.code, 1);
     assert.match(long.stderr, /MR_ERR_KV_KEY_TOO_LARGE/);
     assert.equal(long.stderr.trim().split("\n").length, 1);

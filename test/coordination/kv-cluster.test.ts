@@ -107,18 +107,35 @@ describe("the coordination keyspace in a cluster", () => {
       assert.equal(((await client.kvRange("app/")).items as unknown[]).length, 0);
       assert.equal((await client.kvGet("other/x")).kv !== null, true);
 
-      // A key of kv.keyBytesMax (LMDB's limit) is stored, and its event carries it whole.
-      const longest = "z".repeat(1978);
+      // A key of kv.keyBytesMax (4 KiB, past LMDB's 1,978-byte key limit) is stored, and its
+      // event carries it whole. Long keys sharing their first 1,900 bytes range in byte order.
+      const stem = `zz/${"z".repeat(1900)}`;
+      const longest = `${stem}${"y".repeat(4096 - stem.length)}`;
       const stored = await client.kvPut(longest, "v");
+      for (const tail of ["\u{1F600}", "b", "\uFF5E", "a"]) await client.kvPut(stem + tail, tail);
       assert.equal(((await client.kvGet(longest)).kv as { key: string }).key, longest);
+      const longRange = (await client.kvRange(stem, { limit: 3 })) as {
+        items: { key: string }[];
+        nextStartAfter: string;
+      };
+      const rest = (await client.kvRange(stem, { startAfter: longRange.nextStartAfter })) as {
+        items: { key: string }[];
+      };
+      assert.deepEqual(
+        [...longRange.items, ...rest.items].map((e) => e.key.slice(stem.length)),
+        ["a", "b", "y".repeat(4096 - stem.length), "\uFF5E", "\u{1F600}"],
+      );
       const longRead = await client.readEvents({ afterTxid: (stored.txid as number) - 1, prefix: "_kv/zz" });
       assert.deepEqual(
         (longRead.events as LedgerEvent[]).map((e) => e.key),
-        [longest],
+        [longest, ...["\u{1F600}", "b", "\uFF5E", "a"].map((tail) => stem + tail)],
       );
+      assert.equal((await client.kvDelete("zz/", { prefix: true })).deleted, 3);
+      assert.equal((await client.kvDelete("zz/", { prefix: true })).deleted, 2);
+      await client.kvPut(longest, "again"); // a group in the dumps compared below
       // Bad input gets its code, and nothing is written.
       await assert.rejects(client.kvPut("", "x"), (e) => code(e) === "MR_ERR_INVALID_ARGUMENT");
-      await assert.rejects(client.kvPut("k".repeat(1979), "x"), (e) => code(e) === "MR_ERR_KV_KEY_TOO_LARGE");
+      await assert.rejects(client.kvPut("k".repeat(4097), "x"), (e) => code(e) === "MR_ERR_KV_KEY_TOO_LARGE");
       await assert.rejects(
         client.kvPut("app/big", "v".repeat(1024 * 1024 + 1)),
         (e) => code(e) === "MR_ERR_KV_VALUE_TOO_LARGE",
@@ -198,6 +215,9 @@ describe("the coordination keyspace in a cluster", () => {
           failure: [{ op: "put", key: "k/failed", value: new Uint8Array([1, 2]) }],
         });
         await client.kvDelete("k/", { prefix: true }).then(() => client.kvPut("k/after", "y"));
+        // Long keys: their rows and their group's directory are the same in both modes.
+        for (const tail of ["b", "a", "c"]) await client.kvPut(`k/${"l".repeat(2000)}${tail}`, tail);
+        await client.kvDelete(`k/${"l".repeat(2000)}c`);
         await settle(cluster);
         const leader = await cluster.leader();
         for (const node of cluster.nodes) assert.equal(dumpKv(node!), dumpKv(leader));
@@ -207,11 +227,12 @@ describe("the coordination keyspace in a cluster", () => {
         await cluster.stop();
       }
     }
-    assert.equal(dumps[0]!.split("\n").length, 1);
+    // k/after, two long keys and their group's directory.
+    assert.equal(dumps[0]!.split("\n").length, 4);
     assert.equal(dumps[1], dumps[0]);
     // 31 puts, 2 + 1 in the first txn, 1 in the second, 11 deletes (k/first, k/0..k/9 but k/2,
-    // k/failed), 1 put.
-    assert.equal(ledgers[0]!.length, 31 + 3 + 1 + 11 + 1);
+    // k/failed), 1 put, 3 long puts and 1 long delete.
+    assert.equal(ledgers[0]!.length, 31 + 3 + 1 + 11 + 1 + 4);
     assert.deepEqual(ledgers[1], ledgers[0]);
   });
 });

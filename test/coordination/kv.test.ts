@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { decodeKvRecord, KV_LIMITS_DEFAULT, type KvLimits, kvSpecs } from "../../src/coordination/index.js";
+import {
+  KV_LIMITS_DEFAULT,
+  KV_SHORT_KEY_BYTES,
+  type KvLimits,
+  kvSpecs,
+} from "../../src/coordination/index.js";
 import { MetaraftError } from "../../src/errors.js";
 import { type EventDraft, eventPaths, matchesPrefix } from "../../src/events/index.js";
 import type { Execution, Request, RequestSpec } from "../../src/execution/types.js";
+import { STATE_KEY_BYTES_MAX } from "../../src/storage/index.js";
 import { MemoryState } from "../namespace/memory-state.js";
 
 /** The specs over a sorted in-memory state, one txid per request, as the executor runs them. */
@@ -24,14 +30,35 @@ class Kv {
     const txid = spec.kind === "write" ? ++this.txid : this.txid;
     const execution: Execution = spec.execute(request, { txid, time: 0, reader: this.state });
     if (spec.kind === "read") assert.equal(execution.writes.length, 0);
+    for (const write of execution.writes) {
+      const bytes = Buffer.byteLength(write.key, "utf8");
+      assert.ok(bytes <= STATE_KEY_BYTES_MAX, `a ${bytes}-byte row key: LMDB would refuse it`);
+    }
     this.state.apply(execution);
     for (const event of execution.events ?? []) this.events.push({ ...event, txid });
     return execution.reply as Record<string, unknown>;
   }
 
-  /** The keyspace as plain objects, in key order. */
-  entries(): Record<string, unknown>[] {
-    return this.state.entries("kv").map(({ key, value }) => ({ key, ...decodeKvRecord(value) }));
+  /** The keyspace as plain objects, in key order, paged through `kvRange` as a client would. */
+  entries(pageSize = 1000): Record<string, unknown>[] {
+    const all: Record<string, unknown>[] = [];
+    let startAfter: string | undefined;
+    for (;;) {
+      const page = this.run({
+        op: "kvRange",
+        prefix: "",
+        limit: pageSize,
+        ...(startAfter ? { startAfter } : {}),
+      });
+      all.push(...(page.items as Record<string, unknown>[]));
+      if (!page.truncated) return all;
+      startAfter = page.nextStartAfter as string;
+    }
+  }
+
+  /** Rows of the `kv` table: one a key, plus a directory for each group of long keys. */
+  rows(): number {
+    return this.state.entries("kv").length;
   }
 }
 
@@ -93,7 +120,55 @@ function modelOp(model: Model, op: Op, txid: number): { response: unknown; event
   return { response: { op: "put", prevKv: prev }, event: `KvPut:Put ${op.key}` };
 }
 
-const keys = fc.constantFrom("a", "b", "c", "a/x");
+/** A long key's first KV_SHORT_KEY_BYTES bytes and the rest of the character they end in. */
+function stemOf(key: string): string {
+  let stem = "";
+  for (const char of key) {
+    if (Buffer.byteLength(stem) >= KV_SHORT_KEY_BYTES) break;
+    stem += char;
+  }
+  return stem;
+}
+
+const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+
+/**
+ * Keys about the 1,900-byte line past which keys are stored in groups: keys of exactly 1,900
+ * bytes; groups whose cut falls inside a character; keys sharing their first 1,900 bytes and
+ * differing after, in orders that UTF-16 and the row keys' hashes would get wrong.
+ */
+const STEM = `p/${"x".repeat(KV_SHORT_KEY_BYTES - 4)}`; // 1,898 bytes
+const LONG_KEYS = [
+  `${STEM}\u00e9`, // 1,900 bytes: a short key
+  `${STEM}\u00e9a`,
+  `${STEM}\u00e9b`,
+  `${STEM}\u00e9\u{1F600}`,
+  `${STEM}\u00e9\uFF5E`,
+  `${STEM}\u00e9a/x`,
+  `${STEM}\u{1F600}`, // 1,902 bytes, cut inside the emoji
+  `${STEM}\u{1F600}z`,
+  `${STEM}y`,
+  `${STEM}yy`,
+  `${STEM}yyy`,
+  `${STEM}yyy${"w".repeat(4096 - KV_SHORT_KEY_BYTES - 3)}`, // 4 KiB
+  // A cut that replaced the emoji's first three bytes with U+FFFD would sort it before U+FFFF.
+  `${STEM.slice(1)}\uFFFF`, // 1,900 bytes
+  `${STEM.slice(1)}\u{1F600}`, // 1,901 bytes
+];
+const keys = fc.oneof(
+  { weight: 1, arbitrary: fc.constantFrom("a", "b", "c", "a/x", "p/") },
+  { weight: 2, arbitrary: fc.constantFrom(...LONG_KEYS) },
+);
+const prefixes = fc.constantFrom(
+  "",
+  "a",
+  "p/",
+  `${STEM}\u00e9`,
+  `${STEM}\u00e9a`,
+  `${STEM}\u{1F600}`,
+  `${STEM}yy`,
+);
+const DELETE_KEYS_MAX = 3;
 const values = fc.constantFrom("", "1", "2", "10", "z");
 const compareArb: fc.Arbitrary<Compare> = fc.oneof(
   fc.record({
@@ -122,7 +197,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant("get" as const), key: keys }),
 );
 const stepArb = fc.oneof(
-  { weight: 1, arbitrary: opArb.map((op) => ({ kind: "single" as const, op })) },
+  { weight: 2, arbitrary: opArb.map((op) => ({ kind: "single" as const, op })) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("range" as const),
+      prefix: prefixes,
+      startAfter: fc.option(keys, { nil: undefined }),
+      limit: fc.integer({ min: 1, max: 4 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("deletePrefix" as const), prefix: prefixes }) },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -138,11 +223,38 @@ describe("the coordination keyspace's requests", () => {
   it("txns and single ops agree with a model of etcd's semantics, state, replies and events (property)", () => {
     fc.assert(
       fc.property(fc.array(stepArb, { minLength: 1, maxLength: 40 }), (steps) => {
-        const kv = new Kv();
+        const kv = new Kv({ deleteKeysMax: DELETE_KEYS_MAX });
         const model: Model = new Map();
         const expectedEvents: string[] = [];
+        const sorted = () => [...model.keys()].sort(byUtf8);
         for (const step of steps) {
-          if (step.kind === "single") {
+          if (step.kind === "range") {
+            const { prefix, startAfter, limit } = step;
+            const matching = sorted().filter(
+              (k) => k.startsWith(prefix) && (startAfter === undefined || byUtf8(k, startAfter) > 0),
+            );
+            const reply = kv.run({ op: "kvRange", prefix, limit, ...(startAfter ? { startAfter } : {}) });
+            assert.deepEqual(
+              reply.items,
+              matching.slice(0, limit).map((key) => ({ key, ...model.get(key)! })),
+            );
+            assert.equal(reply.truncated, matching.length > limit);
+          } else if (step.kind === "deletePrefix") {
+            const doomed = sorted()
+              .filter((k) => k.startsWith(step.prefix))
+              .slice(0, DELETE_KEYS_MAX + 1);
+            const reply = kv.run({ op: "kvDelete", key: step.prefix, prefix: true, prevKv: true });
+            const gone = doomed.slice(0, DELETE_KEYS_MAX);
+            assert.deepEqual(
+              reply.prevKvs,
+              gone.map((key) => ({ key, ...model.get(key)! })),
+            );
+            assert.equal(reply.truncated, doomed.length > DELETE_KEYS_MAX);
+            for (const key of gone) {
+              model.delete(key);
+              expectedEvents.push(`KvDelete:Delete ${key}`);
+            }
+          } else if (step.kind === "single") {
             const { op } = step;
             if (op.op === "get") {
               const reply = kv.run({ op: "kvGet", key: op.key });
@@ -173,9 +285,15 @@ describe("the coordination keyspace's requests", () => {
             assert.deepEqual(reply.responses, responses);
           }
           assert.deepEqual(
-            kv.entries(),
-            [...model].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, e]) => ({ key, ...e })),
+            kv.entries(2),
+            sorted().map((key) => ({ key, ...model.get(key)! })),
           );
+          // No row left behind: one a key, and a directory for each group of long keys (the
+          // keys over the line that share their first bytes up to it).
+          const groups = new Set(
+            [...model.keys()].filter((k) => Buffer.byteLength(k) > KV_SHORT_KEY_BYTES).map(stemOf),
+          );
+          assert.equal(kv.rows(), model.size + groups.size);
         }
         assert.deepEqual(
           kv.events.map((e) => `${e.type} ${e.key}`),
@@ -300,6 +418,62 @@ describe("the coordination keyspace's requests", () => {
     refuse({ op: "kvTxn", success: "put k v" }, "MR_ERR_INVALID_ARGUMENT");
     assert.deepEqual(kv.entries(), []);
     assert.deepEqual(kv.events, []);
+  });
+
+  it("takes 4 KiB keys, and bounds a group of long keys at kv.longKeyGroupMax with nothing written", () => {
+    const kv = new Kv({ longKeyGroupMax: 2 });
+    const key = (tail: string) => `${STEM}::${tail}`; // past the line: all in one group
+    kv.run({ op: "kvPut", key: key("a"), value: "1" });
+    kv.run({ op: "kvPut", key: key("b"), value: "1" });
+    const rows = kv.rows();
+    const full = (raw: Request) =>
+      assert.throws(
+        () => kv.run(raw),
+        (e) => code(e) === "MR_ERR_KV_KEY_GROUP_FULL",
+      );
+    full({ op: "kvPut", key: key("c"), value: "1" });
+    // A txn that would fill the group past its limit fails whole: its first put is not kept.
+    full({
+      op: "kvTxn",
+      success: [
+        { op: "put", key: "short", value: "1" },
+        { op: "put", key: key("c"), value: "1" },
+      ],
+    });
+    assert.equal(kv.rows(), rows);
+    assert.equal(kv.run({ op: "kvGet", key: "short" }).kv, null);
+    // Updating a member is no new member; another group and short keys are unaffected.
+    kv.run({ op: "kvPut", key: key("a"), value: "2" });
+    kv.run({ op: "kvPut", key: `q${key("c")}`, value: "1" });
+    kv.run({ op: "kvPut", key: "short", value: "1" });
+    // A delete frees its room, and a txn may delete one member and create another.
+    kv.run({
+      op: "kvTxn",
+      success: [
+        { op: "delete", key: key("b") },
+        { op: "put", key: key("c"), value: "1" },
+      ],
+    });
+    assert.deepEqual(
+      kv.entries().map((e) => [e.key, e.value]),
+      [
+        [key("a"), "2"],
+        [key("c"), "1"],
+        [`q${key("c")}`, "1"],
+        ["short", "1"],
+      ],
+    );
+
+    // With the default limits a key of 4,096 UTF-8 bytes is stored; one byte more is refused.
+    const big = new Kv();
+    const fourKiB = `k/${"\u00e9".repeat(2047)}`;
+    assert.equal(Buffer.byteLength(fourKiB), 4096);
+    big.run({ op: "kvPut", key: fourKiB, value: "v" });
+    assert.equal((big.run({ op: "kvGet", key: fourKiB }).kv as { value: string }).value, "v");
+    assert.throws(
+      () => big.run({ op: "kvPut", key: `${fourKiB}x`, value: "v" }),
+      (e) => code(e) === "MR_ERR_KV_KEY_TOO_LARGE",
+    );
   });
 
   it("kv events match watch prefixes by _kv/<key>, never a volume's path", () => {
