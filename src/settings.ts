@@ -343,8 +343,8 @@ export const SETTINGS = {
       flag: "kv-key-bytes-max",
       unit: "bytes",
       min: 1,
-      // Keys past LMDB's key limit are stored in groups (src/coordination/kv-keys.ts), whose
-      // directories hold whole keys: this bounds a directory at longKeyGroupMax times it.
+      // Keys past LMDB's key limit are stored in groups (src/coordination/kv-keys.ts); a member
+      // row holds the key's bytes past the first 1,900, and their length is a u16.
       max: 4 * KiB,
       default: 4 * KiB,
       help: "UTF-8 bytes of a coordination key at most",
@@ -356,7 +356,7 @@ export const SETTINGS = {
       min: 1,
       max: 4_096,
       default: 256,
-      help: "coordination keys over 1900 bytes that share their first 1900 bytes, at most: their shared directory is rewritten on each create and delete",
+      help: "coordination keys over 1900 bytes that share their first 1900 bytes, at most: their shared directory (32 bytes a key) is rewritten on each create and delete",
     },
     valueBytesMax: {
       type: "integer",

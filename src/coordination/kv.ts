@@ -4,13 +4,15 @@ import type { EventDraft } from "../events/index.js";
 import type { Execution, Request, RequestSpec, StateReader, Write } from "../execution/types.js";
 import { SETTINGS, type Settings } from "../settings.js";
 import {
-  directoryIndex,
-  encodeDirectory,
-  groupOf,
+  directoryWrite,
   isLongKey,
   KV_SHORT_KEY_BYTES,
+  kvRowWrite,
+  longKey,
+  memberIndex,
   readDirectory,
-  rowKeyOf,
+  readKvRow,
+  readMemberTail,
   scanKvRows,
 } from "./kv-keys.js";
 import {
@@ -99,7 +101,7 @@ export function decodeKvRecord(bytes: Uint8Array): KvRecord {
 
 /** The key's entry, or undefined when there is none. */
 export function readKv(reader: StateReader, key: string): KvEntry | undefined {
-  const bytes = reader.get("kv", rowKeyOf(key));
+  const bytes = readKvRow(reader, key);
   return bytes === undefined ? undefined : { key, ...decodeKvRecord(bytes) };
 }
 
@@ -323,7 +325,9 @@ class KvChanges {
   readonly #longKeyGroupMax: number;
   readonly #pending = new Map<string, KvRecord | null>();
   /** Directories of long-key groups as this execution changed them (see kv-keys.ts). */
-  readonly #directories = new Map<string, string[]>();
+  readonly #directories = new Map<string, Buffer[]>();
+  /** Tails of the long keys this execution created, by row key: their rows are not yet written. */
+  readonly #memberTails = new Map<string, string>();
   /** Session records as this execution changed them (their ephemeral counts); null: ended. */
   readonly #sessions = new Map<SessionId, SessionRecord | null>();
   readonly writes: Write[] = [];
@@ -343,22 +347,30 @@ class KvChanges {
 
   /** A long key enters (or leaves) its group's directory when it is created (or deleted). */
   #enlist(key: string, present: boolean): void {
-    const group = groupOf(key);
-    const keys = this.#directories.get(group) ?? readDirectory(this.#reader, group);
-    const at = directoryIndex(keys, key);
+    const member = longKey(key);
+    const digests = this.#directories.get(member.group) ?? readDirectory(this.#reader, member.group);
+    const at = memberIndex(digests.length, (i) => this.#memberTail(member.group, digests[i]!), member.tail);
     if (present) {
-      if (keys.length >= this.#longKeyGroupMax) {
+      if (digests.length >= this.#longKeyGroupMax) {
         throw new MetaraftError(
           "MR_ERR_KV_KEY_GROUP_FULL",
-          `${keys.length} keys longer than ${KV_SHORT_KEY_BYTES} bytes share this key's first ${KV_SHORT_KEY_BYTES}, kv.longKeyGroupMax`,
+          `${digests.length} keys longer than ${KV_SHORT_KEY_BYTES} bytes share this key's first ${KV_SHORT_KEY_BYTES}, kv.longKeyGroupMax`,
         );
       }
-      keys.splice(at, 0, key);
-    } else if (keys[at] === key) {
-      keys.splice(at, 1);
+      digests.splice(at, 0, member.digest);
+      this.#memberTails.set(member.rowKey, member.tail);
+    } else if (at < digests.length && digests[at]!.equals(member.digest)) {
+      digests.splice(at, 1);
     }
-    this.#directories.set(group, keys);
-    this.writes.push({ table: "kv", key: group, value: keys.length === 0 ? null : encodeDirectory(keys) });
+    this.#directories.set(member.group, digests);
+    this.writes.push(directoryWrite(member.group, digests));
+  }
+
+  /** A member's tail: one this execution created, or else from its row. */
+  #memberTail(group: string, digest: Buffer): string {
+    return (
+      this.#memberTails.get(group + digest.toString("hex")) ?? readMemberTail(this.#reader, group, digest)
+    );
   }
 
   /** The session's record as this execution sees it. */
@@ -429,7 +441,7 @@ class KvChanges {
       ...(session === 0 ? {} : { session }),
     };
     this.#pending.set(key, record);
-    this.writes.push({ table: "kv", key: rowKeyOf(key), value: encodeKvRecord(record) });
+    this.writes.push(kvRowWrite(key, encodeKvRecord(record)));
     this.events.push({ type: "KvPut:Put", key, size: kvValueBytes(value).length });
     return before;
   }
@@ -440,7 +452,7 @@ class KvChanges {
     this.#pending.set(key, null);
     if (before.session) this.#detach(before.session, key);
     if (isLongKey(key)) this.#enlist(key, false);
-    this.writes.push({ table: "kv", key: rowKeyOf(key), value: null });
+    this.writes.push(kvRowWrite(key, null));
     this.events.push({ type: "KvDelete:Delete", key });
     return before;
   }
