@@ -7,7 +7,17 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const benchmarks = ["core", "raft", "cluster", "ledger", "reads", "faults", "queue", "sessions"] as const;
+const benchmarks = [
+  "core",
+  "raft",
+  "cluster",
+  "ledger",
+  "reads",
+  "faults",
+  "queue",
+  "sessions",
+  "kv",
+] as const;
 
 let failed = 0;
 for (const name of benchmarks) {
