@@ -19,7 +19,7 @@ import type { StateReader, Write } from "../execution/types.js";
  * (that is the hashes'), which is what the directory gives. A get goes straight to the row.
  *
  * The directory lists digests, not keys: every create and delete of a member rewrites it, in
- * the Raft entry too, and a directory of 256 whole 4 KiB keys was 1 MiB that cost 4 ms a
+ * the Raft entry too, and a directory of 256 whole 4 KiB keys was 1 MiB that cost 3-5 ms a
  * create (`npm run bench:kv`). Digests make it 8 KiB; the order then comes from the members'
  * tails, which a create's binary search reads (log2 of the group's size rows).
  * `kv.longKeyGroupMax` bounds a group.
@@ -63,14 +63,21 @@ export interface LongKey {
   readonly rowKey: string;
 }
 
+/** The last key cut: a put of a long key reads, enlists and writes it, one cut for all three. */
+let lastLongKey: LongKey | undefined;
+let lastKey: string | undefined;
+
 export function longKey(key: string): LongKey {
+  if (key === lastKey) return lastLongKey!;
   const bytes = encodeScratch(key);
   let end = KV_SHORT_KEY_BYTES;
   // UTF-8 continuation bytes are 0b10xxxxxx.
   while (end < bytes.length && (bytes[end]! & 0xc0) === 0x80) end++;
   const group = bytes.toString("utf8", 0, end) + SEPARATOR;
   const digest = hash("sha256", bytes.subarray(end), "buffer");
-  return { group, tail: bytes.toString("utf8", end), digest, rowKey: group + digest.toString("hex") };
+  lastLongKey = { group, tail: bytes.toString("utf8", end), digest, rowKey: group + digest.toString("hex") };
+  lastKey = key;
+  return lastLongKey;
 }
 
 /** The row key of `key`'s record. */
@@ -120,13 +127,17 @@ function decodeMember(bytes: Uint8Array): { tail: string; record: Uint8Array } {
   };
 }
 
-/** The tail of the group's member with this digest, read from its row. */
-export function readMemberTail(reader: StateReader, group: string, digest: Buffer): string {
+/** The tail and record of the group's member with this digest. */
+export function readMember(
+  reader: StateReader,
+  group: string,
+  digest: Buffer,
+): { tail: string; record: Uint8Array } {
   const bytes = reader.get("kv", group + digest.toString("hex"));
   if (bytes === undefined) {
     throw new MetaraftError("MR_ERR_INTERNAL", "a kv group directory lists a member that has no row");
   }
-  return decodeMember(bytes).tail;
+  return decodeMember(bytes);
 }
 
 /** A group's members' digests, in their keys' order. */
@@ -186,11 +197,7 @@ function groupRows(
   const rowAt = (i: number) => {
     let row = rows.get(i);
     if (!row) {
-      const bytes = reader.get("kv", group + digests[i]!.toString("hex"));
-      if (bytes === undefined) {
-        throw new MetaraftError("MR_ERR_INTERNAL", "a kv group directory lists a member that has no row");
-      }
-      row = decodeMember(bytes);
+      row = readMember(reader, group, digests[i]!);
       rows.set(i, row);
     }
     return row;

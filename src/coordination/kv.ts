@@ -12,7 +12,7 @@ import {
   memberIndex,
   readDirectory,
   readKvRow,
-  readMemberTail,
+  readMember,
   scanKvRows,
 } from "./kv-keys.js";
 import {
@@ -362,14 +362,14 @@ class KvChanges {
     } else if (at < digests.length && digests[at]!.equals(member.digest)) {
       digests.splice(at, 1);
     }
+    // Written once, by execution(): a prefix delete of a group's members changes it each time.
     this.#directories.set(member.group, digests);
-    this.writes.push(directoryWrite(member.group, digests));
   }
 
   /** A member's tail: one this execution created, or else from its row. */
   #memberTail(group: string, digest: Buffer): string {
     return (
-      this.#memberTails.get(group + digest.toString("hex")) ?? readMemberTail(this.#reader, group, digest)
+      this.#memberTails.get(group + digest.toString("hex")) ?? readMember(this.#reader, group, digest).tail
     );
   }
 
@@ -460,6 +460,7 @@ class KvChanges {
   execution(reply: Readonly<Record<string, unknown>>): Execution {
     // A key written twice in one txn: only its last write goes to the store.
     const last = new Map<string, Write>();
+    for (const [group, digests] of this.#directories) this.writes.push(directoryWrite(group, digests));
     for (const write of this.writes) {
       const id = `${write.table}\u0000${write.key}`;
       last.delete(id);
