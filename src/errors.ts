@@ -131,6 +131,13 @@ export const errorRegistry = {
     httpStatus: 429,
   },
 
+  MR_ERR_LOCK_NOT_HELD: {
+    message: "this contender does not hold the lock (or lead the election): its key is gone",
+    httpStatus: 409,
+  },
+  MR_ERR_LOCK_CONTENDED: { message: "the lock has more contenders than its limit", httpStatus: 503 },
+  MR_ERR_CANCELLED: { message: "the caller cancelled the wait", httpStatus: 499 },
+
   MR_ERR_WASM_UNAVAILABLE: { message: "the WebAssembly core could not be loaded", httpStatus: 500 },
   MR_ERR_POOL_CLOSED: { message: "the worker pool is closed", httpStatus: 503 },
   MR_ERR_POOL_QUEUE_FULL: { message: "the worker pool queue is full", httpStatus: 503 },
