@@ -60,6 +60,8 @@ const REFUSED: readonly (readonly [path: string, why: string])[] = [
   ["shell", "this is the shell already"],
   ["listeners run", "it runs until stopped: give it a terminal of its own"],
   ["agent", "it runs an agent until stopped: give it a terminal of its own"],
+  ["lock", "it holds a lock until its command exits or Ctrl-C: give it a terminal of its own"],
+  ["elect", "it campaigns or listens until Ctrl-C: give it a terminal of its own"],
   ["kv txn", "it reads its txn from stdin to the end: run 'metaraft kv txn < FILE' outside"],
 ];
 

@@ -17,6 +17,7 @@ import {
 } from "./endpoints.js";
 import { addKvVerbs } from "./kv-verbs.js";
 import { addListenerVerbs } from "./listener-verbs.js";
+import { addLockVerbs } from "./lock-verbs.js";
 import { body, cell, fields, json, table, time } from "./output.js";
 import { addQueueVerbs } from "./queue-verbs.js";
 import { addServiceVerbs } from "./service-verbs.js";
@@ -231,6 +232,7 @@ export function addVerbs(program: Command): void {
   addQueueVerbs(program);
   addKvVerbs(program);
   addAgentVerbs(program);
+  addLockVerbs(program);
   // ---- volume ----
   const volume = program.command("volume").description("create, remove, list and inspect volumes");
   clientOptions(
