@@ -143,6 +143,45 @@ describe("locks and elections over the keyspace", () => {
     }
   });
 
+  it("a change of the cluster's leader takes the lock from nobody: the holder keeps it, the waiter waits", async () => {
+    const cluster = await InProcessCluster.start({ nodes: 3, session: { expiryCheckMs: 100 } });
+    try {
+      const [holder, waiter] = await Promise.all(
+        [0, 1].map(async () => {
+          const client = cluster.client();
+          return new Mutex(client, await client.createSession({ ttlMs: 2_000 }), "locks/failover/");
+        }),
+      );
+      const token = await holder!.lock();
+      const waiting = waiter!.lock();
+      const admin = cluster.client();
+      await waitFor(
+        "the waiter in line",
+        async () => ((await admin.kvRange("locks/failover/")).items as unknown[]).length === 2,
+      );
+      const old = await cluster.leader();
+      await cluster.stopNode(old.config.id);
+      await waitFor("a new leader", async () => (await cluster.leader()).config.id !== old.config.id);
+      // Two TTLs under the new leader: long enough for any wrongful expiry to show.
+      let took = false;
+      waiting.then(
+        () => {
+          took = true;
+        },
+        () => {},
+      );
+      const until = Date.now() + 4_000;
+      await waitFor("two TTLs", () => took || Date.now() >= until);
+      assert.equal(await pending(waiting, () => admin.kvGet("x")), true, "the waiter took a held lock");
+      await holder!.guard([{ op: "put", key: "failover/output", value: "still mine" }]);
+      assert.equal(holder!.token, token);
+      await holder!.unlock();
+      assert.ok((await waiting) > token);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it("a waiter that gives up leaves the line without holding up the ones behind it", async () => {
     const cluster = await InProcessCluster.start({ nodes: 3 });
     try {
