@@ -122,11 +122,16 @@ class Contention {
       session.on("expired", reject);
       done.signal.addEventListener("abort", () => session.off("expired", reject));
     });
-    stop.catch(() => {}); // raced below; unhandled otherwise
+    // Each is raced against the other: the loser's failure must not go unhandled.
+    const settled = <T>(promise: Promise<T>): Promise<T> => {
+      promise.catch(() => {});
+      return promise;
+    };
+    settled(stop);
     try {
-      const token = await Promise.race([this.#enter(value), stop]);
+      const token = await Promise.race([settled(this.#enter(value)), stop]);
       this.#token = token;
-      await Promise.race([this.#waitForPredecessors(token, done.signal), stop]);
+      await Promise.race([settled(this.#waitForPredecessors(token, done.signal)), stop]);
       return token;
     } catch (error) {
       // A contender that gives up must not block the ones behind it.
