@@ -308,3 +308,21 @@ export function writeResults(name: string, result: unknown): void {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   process.stderr.write(`wrote ${out.pathname}\n`);
 }
+
+/**
+ * Polls `check` every `pollMs` until it is true (a check that throws counts as false) and
+ * returns how long that took; fails past `limitMs`.
+ */
+export async function waitUntil(
+  what: string,
+  limitMs: number,
+  check: () => Promise<boolean>,
+  pollMs = 100,
+): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await check().catch(() => false)) return Date.now() - t0;
+    if (Date.now() - t0 > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
