@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3, type IKeyValue } from "etcd3";
 import { freePort } from "../test/helpers/cluster.js";
-import { waitUntil } from "./common.js";
+import { stopChild, waitUntil } from "./common.js";
 
 /** The etcd members must elect a leader within this long of starting. */
 const ETCD_START_MS_MAX = 30_000;
@@ -101,20 +101,7 @@ export class EtcdCluster {
 
   async stop(): Promise<void> {
     for (const s of this.#status) s.close();
-    await Promise.all(
-      this.members.map(async (m) => {
-        const p = m.proc;
-        if (!p || p.exitCode !== null || p.signalCode !== null) return;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => p.kill("SIGKILL"), 5000);
-          p.once("exit", () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          p.kill("SIGTERM");
-        });
-      }),
-    );
+    await Promise.all(this.members.map((m) => m.proc && stopChild(m.proc)));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

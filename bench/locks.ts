@@ -25,8 +25,10 @@ import {
   type LatencyUs,
   latencyHistogram,
   latencySummary,
+  type MachineShare,
   machineCpuSeconds,
   machineInfo,
+  machineShare,
   medianRun,
   pct,
   positiveInt,
@@ -36,21 +38,21 @@ import {
 } from "./common.js";
 import { EtcdCluster, EtcdMutex, etcdVersion } from "./etcd.js";
 
-const TICK_MS = 50;
-const ELECTION_TICKS = 10;
+/** metaraft's tick and election timeout in ticks; etcd's heartbeat and election timeout alike. */
+const TIMING = { tickMs: 50, electionTicks: 10 } as const;
 /** Lock loops run this long before a window opens. */
 const WARMUP_MS = 1000;
 /**
- * Before the first round, each system runs PRIME_CONTENDERS for this long, not measured: a fresh
- * cluster's first writes pay for JIT and LMDB maps growing.
+ * Before the first round each system runs `contenders` for `ms`, not measured: a fresh cluster's
+ * first writes pay for JIT and LMDB maps growing.
  */
-const PRIME_MS = 5000;
-const PRIME_CONTENDERS = 4;
+const PRIME = { ms: 5000, contenders: 4 } as const;
 /** Session TTL (metaraft) and lease TTL (etcd): long enough that no contender loses its own. */
 const TTL_MS = 10_000;
 const CALL_TIMEOUT_MS = 30_000;
 /** After a window, every loop must finish its cycle within this long (a stuck wait fails the run). */
 const DRAIN_MS_MAX = 30_000;
+/** The lock: every contender's key is under it. */
 const PREFIX = "bench/lock/";
 const DEFAULT_CONTENDERS = "1,4,16";
 
@@ -94,6 +96,14 @@ interface ServerProc {
   readonly node: number;
   readonly role: "leader" | "follower";
   readonly pid: number | undefined;
+}
+
+/** The servers with their roles, the leader (node `leader`) first. */
+function leaderFirst(servers: { node: number; pid: number | undefined }[], leader: number): ServerProc[] {
+  const role = (node: number): ServerProc["role"] => (node === leader ? "leader" : "follower");
+  return servers
+    .map((p) => ({ ...p, role: role(p.node) }))
+    .sort((a, b) => Number(b.role === "leader") - Number(a.role === "leader"));
 }
 
 /** What a case needs of a system under test. */
@@ -163,6 +173,22 @@ interface ProcCpu {
   readonly cpu_ms_per_handoff: number | null;
 }
 
+function procCpu(
+  node: number | null,
+  role: ProcCpu["role"],
+  cpuS: number | null,
+  elapsed: number,
+  handoffs: number,
+): ProcCpu {
+  return {
+    node,
+    role,
+    cpu_pct: cpuS === null ? null : pct(cpuS, elapsed),
+    cpu_ms_per_handoff:
+      cpuS === null || handoffs === 0 ? null : Number(((cpuS / handoffs) * 1000).toFixed(3)),
+  };
+}
+
 interface CaseRun {
   readonly id: string;
   readonly system: SystemName;
@@ -184,7 +210,7 @@ interface CaseRun {
   /** Servers (leader first), then this process (role `load`: every contender's client). */
   readonly cpu: ProcCpu[];
   /** The whole machine, % of one core: busy, ours (the processes above), others (busy − ours). */
-  readonly machine_cpu: { busy_pct: number; ours_pct: number; others_pct: number; steal_pct: number } | null;
+  readonly machine_cpu: MachineShare | null;
 }
 
 interface Ui {
@@ -224,9 +250,9 @@ async function stopLoad(load: LockLoad): Promise<void> {
 
 async function prime(system: System, ui: Ui): Promise<void> {
   ui.label = `${system.name} priming`;
-  show(ui, 0, `${PRIME_CONTENDERS} contenders, not measured`);
-  const load = await startLoad(system, PRIME_CONTENDERS, `bench/counter/${system.name}/prime`);
-  await sleep(PRIME_MS);
+  show(ui, 0, `${PRIME.contenders} contenders, not measured`);
+  const load = await startLoad(system, PRIME.contenders, `bench/counter/${system.name}/prime`);
+  await sleep(PRIME.ms);
   await stopLoad(load);
 }
 
@@ -261,38 +287,17 @@ async function runCase(system: System, contenders: number, round: number, ui: Ui
     const machineAfter = machineCpuSeconds();
     const self = process.cpuUsage(selfBefore);
     const { handoffs } = load;
-    const perHandoff = (cpuS: number) =>
-      handoffs === 0 ? null : Number(((cpuS / handoffs) * 1000).toFixed(3));
-    const cpu: ProcCpu[] = servers.map((p, i) => {
+    const used = (i: number) => {
       const a = cpuAfter[i];
       const b = cpuBefore[i];
-      const used = a === undefined || b === undefined ? null : a - b;
-      return {
-        node: p.node,
-        role: p.role,
-        cpu_pct: used === null ? null : pct(used, elapsed),
-        cpu_ms_per_handoff: used === null ? null : perHandoff(used),
-      };
-    });
-    const selfS = (self.user + self.system) / 1e6;
-    cpu.push({
-      node: null,
-      role: "load",
-      cpu_pct: pct(selfS, elapsed),
-      cpu_ms_per_handoff: perHandoff(selfS),
-    });
-    let machine: CaseRun["machine_cpu"] = null;
-    if (machineBefore && machineAfter) {
-      const busy = pct(machineAfter.busy - machineBefore.busy, elapsed);
-      const ours = Number(cpu.reduce((s, p) => s + (p.cpu_pct ?? 0), 0).toFixed(1));
-      machine = {
-        busy_pct: busy,
-        ours_pct: ours,
-        // Sampled a moment apart from the processes': a small negative difference is noise.
-        others_pct: Math.max(0, Number((busy - ours).toFixed(1))),
-        steal_pct: pct(machineAfter.steal - machineBefore.steal, elapsed),
-      };
-    }
+      return a === undefined || b === undefined ? null : a - b;
+    };
+    const cpu = [
+      ...servers.map((p, i) => procCpu(p.node, p.role, used(i), elapsed, handoffs)),
+      procCpu(null, "load", (self.user + self.system) / 1e6, elapsed, handoffs),
+    ];
+    const ours = cpu.reduce((sum, p) => sum + (p.cpu_pct ?? 0), 0);
+    const machine = machineShare(machineBefore, machineAfter, ours, elapsed);
     window = {
       id,
       system: system.name,
@@ -327,8 +332,7 @@ async function startMetaraft(): Promise<System> {
   const cluster = await ProcessCluster.start({
     nodes: 3,
     kind: "metaraft",
-    tickMs: TICK_MS,
-    electionTicks: ELECTION_TICKS,
+    ...TIMING,
     extraArgs: ["--log-level=error"],
   });
   const leader0 = await cluster.leader();
@@ -344,12 +348,10 @@ async function startMetaraft(): Promise<System> {
     name: "metaraft",
     async servers() {
       const leader = await cluster.leader();
-      return cluster.members
-        .map(
-          (m) =>
-            ({ node: m.id, role: m.id === leader ? "leader" : "follower", pid: cluster.pid(m.id) }) as const,
-        )
-        .sort((a, b) => Number(b.role === "leader") - Number(a.role === "leader"));
+      return leaderFirst(
+        cluster.members.map((m) => ({ node: m.id, pid: cluster.pid(m.id) })),
+        leader,
+      );
     },
     async contender() {
       const client = connect();
@@ -381,8 +383,7 @@ async function startMetaraft(): Promise<System> {
 
 async function startEtcd(): Promise<System> {
   const cluster = await EtcdCluster.start({
-    tickMs: TICK_MS,
-    electionTicks: ELECTION_TICKS,
+    ...TIMING,
     token: "bench-locks",
   });
   const leader0 = await cluster.leader();
@@ -391,13 +392,11 @@ async function startEtcd(): Promise<System> {
   return {
     name: "etcd",
     async servers() {
-      const leader = await cluster.leader();
-      return cluster.members
-        .map(
-          (_, i) =>
-            ({ node: i + 1, role: i === leader ? "leader" : "follower", pid: cluster.pid(i) }) as const,
-        )
-        .sort((a, b) => Number(b.role === "leader") - Number(a.role === "leader"));
+      const leader = (await cluster.leader()) + 1;
+      return leaderFirst(
+        cluster.members.map((_, i) => ({ node: i + 1, pid: cluster.pid(i) })),
+        leader,
+      );
     },
     async contender() {
       const client = connect();
@@ -598,7 +597,7 @@ async function main(): Promise<boolean> {
       seconds,
       repeat,
       warmup_ms: WARMUP_MS,
-      prime: `${PRIME_CONTENDERS} contenders for ${PRIME_MS} ms per system before the first round, not measured`,
+      prime: `${PRIME.contenders} contenders for ${PRIME.ms} ms per system before the first round, not measured`,
       ttl_ms: TTL_MS,
       cycle:
         "lock → put of a counter key (its next value) → unlock, one contender per client, connection and session (etcd: lease)",
@@ -611,10 +610,10 @@ async function main(): Promise<boolean> {
             mutex: "bench/etcd.ts EtcdMutex: the algorithm of etcd's Go concurrency.Mutex",
           },
       timing: {
-        tick_ms: TICK_MS,
-        election_ticks: ELECTION_TICKS,
-        etcd_heartbeat_ms: TICK_MS,
-        etcd_election_ms: TICK_MS * ELECTION_TICKS,
+        tick_ms: TIMING.tickMs,
+        election_ticks: TIMING.electionTicks,
+        etcd_heartbeat_ms: TIMING.tickMs,
+        etcd_election_ms: TIMING.tickMs * TIMING.electionTicks,
       },
       order: "both clusters up for the whole run; per round, for each C: metaraft, then etcd",
       handoffs: "lock acquisitions that completed inside the window",

@@ -39,8 +39,10 @@ import {
   ClosedLoopLoad,
   type LatencyUs,
   latencySummary,
+  type MachineShare,
   machineCpuSeconds,
   machineInfo,
+  machineShare,
   pct,
   positiveInt,
   processCpuSeconds,
@@ -250,7 +252,7 @@ interface WindowResult {
   readonly heartbeat: WindowReply;
   readonly cpu: ProcCpu[];
   /** The whole machine, % of one core: busy, ours (the processes above), others (busy − ours), steal. */
-  readonly machine_cpu: { busy_pct: number; ours_pct: number; others_pct: number; steal_pct: number } | null;
+  readonly machine_cpu: MachineShare | null;
   /** metaraft: what the leader's tracker counted in the window (heartbeats, messages, expiries). */
   readonly leader_tracker: Record<string, number> | null;
 }
@@ -336,18 +338,12 @@ async function measureWindow(
       };
     });
     cpu.push({ role: "loadgen", node: null, cpu_pct: pct((self.user + self.system) / 1e6, elapsed) });
-    let machine: WindowResult["machine_cpu"] = null;
-    if (machineBefore && machineAfter) {
-      const busy = pct(machineAfter.busy - machineBefore.busy, elapsed);
-      const ours = Number(cpu.reduce((a, p) => a + (p.cpu_pct ?? 0), 0).toFixed(1));
-      machine = {
-        busy_pct: busy,
-        ours_pct: ours,
-        // Both are sampled a moment apart: a small negative difference is noise.
-        others_pct: Math.max(0, Number((busy - ours).toFixed(1))),
-        steal_pct: pct(machineAfter.steal - machineBefore.steal, elapsed),
-      };
-    }
+    const machine = machineShare(
+      machineBefore,
+      machineAfter,
+      cpu.reduce((a, p) => a + (p.cpu_pct ?? 0), 0),
+      elapsed,
+    );
     // After a failover the old leader's counters are gone: the new leader's are read instead.
     const trackerAfter = kind === "failover" ? null : await system.trackerStats(leader);
     let tracker: Record<string, number> | null = null;
