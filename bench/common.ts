@@ -2,7 +2,7 @@
  * Helpers the benchmarks share: argument checks, per-process CPU from /proc, latency
  * histograms, the key-create load of the cluster benchmarks and their progress line.
  */
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import cliProgress from "cli-progress";
@@ -252,6 +252,33 @@ export function machineCpuSeconds(): { busy: number; steal: number } | undefined
   }
 }
 
+/** % of one core a window took of the whole machine: busy, ours (`oursPct`), others (busy − ours), steal. */
+export interface MachineShare {
+  readonly busy_pct: number;
+  readonly ours_pct: number;
+  readonly others_pct: number;
+  readonly steal_pct: number;
+}
+
+/** What a window of `elapsed` s took of the machine, from `machineCpuSeconds` at its ends (null: no /proc). */
+export function machineShare(
+  before: ReturnType<typeof machineCpuSeconds>,
+  after: ReturnType<typeof machineCpuSeconds>,
+  oursPct: number,
+  elapsed: number,
+): MachineShare | null {
+  if (!before || !after) return null;
+  const busy = pct(after.busy - before.busy, elapsed);
+  const ours = Number(oursPct.toFixed(1));
+  return {
+    busy_pct: busy,
+    ours_pct: ours,
+    // Both are sampled a moment apart: a small negative difference is noise.
+    others_pct: Math.max(0, Number((busy - ours).toFixed(1))),
+    steal_pct: pct(after.steal - before.steal, elapsed),
+  };
+}
+
 /**
  * Waits until the machine is quiet: until a one-second sample of its busy CPU (with nothing of
  * the benchmark running) is at most `busyPctMax` % of one core, or `limitMs` passed. On a machine
@@ -307,4 +334,35 @@ export function writeResults(name: string, result: unknown): void {
   mkdirSync(new URL(".", out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   process.stderr.write(`wrote ${out.pathname}\n`);
+}
+
+/**
+ * Polls `check` every `pollMs` until it is true (a check that throws counts as false) and
+ * returns how long that took; fails past `limitMs`.
+ */
+export async function waitUntil(
+  what: string,
+  limitMs: number,
+  check: () => Promise<boolean>,
+  pollMs = 100,
+): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await check().catch(() => false)) return Date.now() - t0;
+    if (Date.now() - t0 > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+/** SIGTERM to `child`, SIGKILL if it has not exited 5 s later; resolves once it exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill("SIGTERM");
+  });
 }

@@ -53,6 +53,7 @@ import {
   processCpuSeconds,
   progressBar,
   showLoadProgress,
+  stopChild,
   waitForQuiet,
   writeResults,
 } from "./common.js";
@@ -322,18 +323,6 @@ async function startRunner(dataDir: string): Promise<ChildProcess> {
   // Its stdout is not read after the ready line: drain it so a chatty runner never blocks.
   child.stdout!.resume();
   return child;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill("SIGTERM");
-  });
 }
 
 interface ReceiverStats {

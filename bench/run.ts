@@ -17,6 +17,7 @@ const benchmarks = [
   "queue",
   "sessions",
   "kv",
+  "locks",
 ] as const;
 
 let failed = 0;

@@ -28,28 +28,29 @@
  * pays a follower's forwarding. A `--quick` or otherwise non-default run writes
  * bench/results/sessions.partial.json, never the reference sessions.json.
  */
-import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type cliProgress from "cli-progress";
 import { Etcd3 } from "etcd3";
 import { MetaraftClient } from "../src/client/client.js";
-import { freePort, ProcessCluster } from "../test/helpers/cluster.js";
+import { ProcessCluster } from "../test/helpers/cluster.js";
 import {
   ClosedLoopLoad,
   type LatencyUs,
   latencySummary,
+  type MachineShare,
   machineCpuSeconds,
   machineInfo,
+  machineShare,
   pct,
   positiveInt,
   processCpuSeconds,
   progressBar,
+  waitUntil,
   writeResults,
 } from "./common.js";
+import { EtcdCluster, etcdVersion } from "./etcd.js";
 import type { Command, CreateReply, WindowReply } from "./sessions-load.js";
 
 const LOAD = fileURLToPath(new URL("./sessions-load.js", import.meta.url));
@@ -72,11 +73,8 @@ const ELECTION_WAIT_MS_MAX = 15_000;
 const CATCH_UP_MS_MAX = 120_000;
 /** After the load stops heartbeating, every session must be gone within TTL plus this. */
 const MASS_EXPIRY_SLACK_MS = 60_000;
-/** The etcd members must elect a leader within this long of starting. */
-const ETCD_START_MS_MAX = 30_000;
 /** A command to the session load (a create of 100k sessions takes the longest). */
 const LOAD_CALL_MS_MAX = 600_000;
-const POLL_MS = 100;
 /**
  * A fresh cluster's first writes are slow (JIT, LMDB maps growing): this long of writes before any
  * window (with 3 s the first no-session windows still cost 30% more CPU per put than the last).
@@ -254,7 +252,7 @@ interface WindowResult {
   readonly heartbeat: WindowReply;
   readonly cpu: ProcCpu[];
   /** The whole machine, % of one core: busy, ours (the processes above), others (busy − ours), steal. */
-  readonly machine_cpu: { busy_pct: number; ours_pct: number; others_pct: number; steal_pct: number } | null;
+  readonly machine_cpu: MachineShare | null;
   /** metaraft: what the leader's tracker counted in the window (heartbeats, messages, expiries). */
   readonly leader_tracker: Record<string, number> | null;
 }
@@ -340,18 +338,12 @@ async function measureWindow(
       };
     });
     cpu.push({ role: "loadgen", node: null, cpu_pct: pct((self.user + self.system) / 1e6, elapsed) });
-    let machine: WindowResult["machine_cpu"] = null;
-    if (machineBefore && machineAfter) {
-      const busy = pct(machineAfter.busy - machineBefore.busy, elapsed);
-      const ours = Number(cpu.reduce((a, p) => a + (p.cpu_pct ?? 0), 0).toFixed(1));
-      machine = {
-        busy_pct: busy,
-        ours_pct: ours,
-        // Both are sampled a moment apart: a small negative difference is noise.
-        others_pct: Math.max(0, Number((busy - ours).toFixed(1))),
-        steal_pct: pct(machineAfter.steal - machineBefore.steal, elapsed),
-      };
-    }
+    const machine = machineShare(
+      machineBefore,
+      machineAfter,
+      cpu.reduce((a, p) => a + (p.cpu_pct ?? 0), 0),
+      elapsed,
+    );
     // After a failover the old leader's counters are gone: the new leader's are read instead.
     const trackerAfter = kind === "failover" ? null : await system.trackerStats(leader);
     let tracker: Record<string, number> | null = null;
@@ -502,15 +494,6 @@ async function levelWindows(
     windows.push(await measureWindow(system, load, "write", sessions, ui));
   }
   return { quiet_wait: quietWait, windows };
-}
-
-async function waitUntil(what: string, limitMs: number, check: () => Promise<boolean>): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await check().catch(() => false)) return Date.now() - t0;
-    if (Date.now() - t0 > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await sleep(POLL_MS);
-  }
 }
 
 interface Failover {
@@ -766,110 +749,14 @@ async function runMetaraftCase(ui: Ui): Promise<SystemResult> {
   }
 }
 
-/** Three etcd members on loopback, data in a temp dir, fsync on (etcd's only mode in 3.4). */
-class EtcdCluster {
-  readonly dir = mkdtempSync(join(tmpdir(), "bench-etcd-"));
-  readonly members: { name: string; client: number; peer: number; proc: ChildProcess | null }[] = [];
-  readonly #status: Etcd3[] = [];
-
-  static async start(): Promise<EtcdCluster> {
-    const c = new EtcdCluster();
-    for (let i = 1; i <= 3; i++)
-      c.members.push({ name: `e${i}`, client: await freePort(), peer: await freePort(), proc: null });
-    const initial = c.members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
-    for (const m of c.members) {
-      m.proc = spawn(
-        "etcd",
-        [
-          `--name=${m.name}`,
-          `--data-dir=${join(c.dir, m.name)}`,
-          `--listen-client-urls=http://127.0.0.1:${m.client}`,
-          `--advertise-client-urls=http://127.0.0.1:${m.client}`,
-          `--listen-peer-urls=http://127.0.0.1:${m.peer}`,
-          `--initial-advertise-peer-urls=http://127.0.0.1:${m.peer}`,
-          `--initial-cluster=${initial}`,
-          "--initial-cluster-state=new",
-          "--initial-cluster-token=bench-sessions",
-          // metaraft's timing: a heartbeat every tick, an election after 10 ticks.
-          `--heartbeat-interval=${TICK_MS}`,
-          `--election-timeout=${TICK_MS * ELECTION_TICKS}`,
-          "--logger=zap",
-          "--log-level=error",
-        ],
-        { stdio: ["ignore", "ignore", "inherit"] },
-      );
-      c.#status.push(new Etcd3({ hosts: [`127.0.0.1:${m.client}`] }));
-    }
-    await waitUntil("an etcd leader", ETCD_START_MS_MAX, async () => (await c.leader()) >= 0);
-    return c;
-  }
-
-  host(i: number): string {
-    return `127.0.0.1:${this.members[i]!.client}`;
-  }
-
-  pid(i: number): number | undefined {
-    return this.members[i]!.proc?.pid;
-  }
-
-  /** The index of the leading member (-1: none yet), from every member's own status. */
-  async leader(): Promise<number> {
-    const statuses = await Promise.all(
-      this.#status.map((s) =>
-        Promise.race([
-          s.maintenance.status({}),
-          sleep(STATUS_TIMEOUT_MS).then(() => {
-            throw new Error("no status");
-          }),
-        ]).catch(() => null),
-      ),
-    );
-    for (const [i, s] of statuses.entries()) {
-      if (s && s.leader !== "0" && s.leader === s.header.member_id) return i;
-    }
-    return -1;
-  }
-
-  async leaseCount(i: number): Promise<number | null> {
-    try {
-      return (await this.#status[i]!.leaseClient.leaseLeases({})).leases.length;
-    } catch {
-      return null;
-    }
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.#status) s.close();
-    await Promise.all(
-      this.members.map(async (m) => {
-        const p = m.proc;
-        if (!p || p.exitCode !== null || p.signalCode !== null) return;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => p.kill("SIGKILL"), 5000);
-          p.once("exit", () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          p.kill("SIGTERM");
-        });
-      }),
-    );
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-function etcdVersion(): string | null {
-  try {
-    return execFileSync("etcd", ["--version"], { encoding: "utf8" }).split("\n")[0]!.trim();
-  } catch {
-    return null;
-  }
-}
-
 async function runEtcdCase(ui: Ui): Promise<SystemResult> {
   const t0 = Date.now();
   show(ui, 0, "starting etcd");
-  const cluster = await EtcdCluster.start();
+  const cluster = await EtcdCluster.start({
+    tickMs: TICK_MS,
+    electionTicks: ELECTION_TICKS,
+    token: "bench-sessions",
+  });
   let load: LoadChild | undefined;
   const writers: Etcd3[] = [];
   try {
