@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { Election, type Leader, Mutex } from "../client/lock.js";
 import type { Session as KvSession } from "../client/session.js";
 import { usage } from "./output.js";
-import { action, clientOptions, integerArg, out, type Reply } from "./verbs.js";
+import { action, type Session as CliSession, clientOptions, integerArg, out, type Reply } from "./verbs.js";
 
 /**
  * etcdctl's `lock` and `elect`: `metaraft lock NAME [COMMAND...]` holds the lock `NAME/` (for
@@ -12,6 +12,11 @@ import { action, clientOptions, integerArg, out, type Reply } from "./verbs.js";
  */
 
 const TTL_DEFAULT_MS = 10_000;
+const TTL_OPTION = [
+  "--ttl-ms <ms>",
+  `the session's TTL (default ${TTL_DEFAULT_MS})`,
+  integerArg(2_000, 86_400_000),
+] as const;
 
 const prefixOf = (name: string): string => {
   if (name.length === 0) throw usage("a lock's name is empty");
@@ -37,6 +42,33 @@ function untilInterrupted(session: KvSession): Promise<void> {
   });
 }
 
+/**
+ * Opens a session, runs `acquire` with a signal that Ctrl-C (or SIGTERM) aborts while it waits,
+ * then `hold` with what it got; the session is closed at the end, whatever happens.
+ */
+async function withSession<T>(
+  cli: CliSession,
+  ttlMs: number | undefined,
+  acquire: (session: KvSession, signal: AbortSignal) => Promise<T>,
+  hold: (got: T, session: KvSession) => Promise<void>,
+): Promise<void> {
+  const session = await cli.call((c) => c.createSession({ ttlMs: ttlMs ?? TTL_DEFAULT_MS }));
+  const abort = new AbortController();
+  const interrupt = () => abort.abort();
+  process.once("SIGINT", interrupt);
+  process.once("SIGTERM", interrupt);
+  try {
+    const got = await acquire(session, abort.signal);
+    process.off("SIGINT", interrupt);
+    process.off("SIGTERM", interrupt);
+    await hold(got, session);
+  } finally {
+    process.off("SIGINT", interrupt);
+    process.off("SIGTERM", interrupt);
+    await session.close().catch(() => {});
+  }
+}
+
 export function addLockVerbs(program: Command): void {
   clientOptions(
     program
@@ -44,49 +76,39 @@ export function addLockVerbs(program: Command): void {
       .description(
         "acquire the lock NAME/ (etcdctl lock): run COMMAND while holding it and release it when the command exits (its exit status is lock's), or without COMMAND hold it until Ctrl-C; waiters take it in order, and a holder that dies loses it within its session's TTL",
       )
-      .option(
-        "--ttl-ms <ms>",
-        `the session's TTL (default ${TTL_DEFAULT_MS})`,
-        integerArg(2_000, 86_400_000),
-      ),
+      .option(...TTL_OPTION),
   ).action(
     action(async (cli, args, flags) => {
       const [name, command] = args as [string, string[]];
       const prefix = prefixOf(name);
-      const session = await cli.call((c) =>
-        c.createSession({ ttlMs: (flags.ttlMs as number) ?? TTL_DEFAULT_MS }),
+      let mutex: Mutex | undefined;
+      await withSession(
+        cli,
+        flags.ttlMs as number | undefined,
+        (session, signal) => {
+          mutex = new Mutex(cli.client, session, prefix);
+          return mutex.lock({ signal });
+        },
+        async (token, session) => {
+          const { key } = mutex!;
+          const record: Reply = { event: "locked", key, token };
+          out(cli.json ? JSON.stringify(record) : `${key} token ${token}`);
+          if (command.length === 0) {
+            await untilInterrupted(session);
+          } else {
+            // The token goes to the command, for the stores it writes to fence off older holders.
+            const child = spawn(command[0]!, command.slice(1), {
+              stdio: "inherit",
+              env: { ...process.env, METARAFT_LOCK_KEY: key, METARAFT_LOCK_TOKEN: String(token) },
+            });
+            process.exitCode = await new Promise<number>((resolve, reject) => {
+              child.once("error", reject);
+              child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+            });
+          }
+          await mutex!.unlock();
+        },
       );
-      const mutex = new Mutex(cli.client, session, prefix);
-      const abort = new AbortController();
-      const interrupt = () => abort.abort();
-      process.once("SIGINT", interrupt);
-      process.once("SIGTERM", interrupt);
-      try {
-        const token = await mutex.lock({ signal: abort.signal });
-        process.off("SIGINT", interrupt);
-        process.off("SIGTERM", interrupt);
-        const record: Reply = { event: "locked", key: mutex.key, token };
-        out(cli.json ? JSON.stringify(record) : `${mutex.key} token ${token}`);
-        if (command.length === 0) {
-          await untilInterrupted(session);
-        } else {
-          // The token goes to the command, for the stores it writes to fence off older holders.
-          const child = spawn(command[0]!, command.slice(1), {
-            stdio: "inherit",
-            env: { ...process.env, METARAFT_LOCK_KEY: mutex.key, METARAFT_LOCK_TOKEN: String(token) },
-          });
-          const status = await new Promise<number>((resolve, reject) => {
-            child.once("error", reject);
-            child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-          });
-          process.exitCode = status;
-        }
-        await mutex.unlock();
-      } finally {
-        process.off("SIGINT", interrupt);
-        process.off("SIGTERM", interrupt);
-        await session.close().catch(() => {});
-      }
     }),
   );
 
@@ -97,11 +119,7 @@ export function addLockVerbs(program: Command): void {
         "campaign in the election NAME/ with PROPOSAL and lead until Ctrl-C (etcdctl elect), or with --listen print each leader's proposal as leaders change",
       )
       .option("-l, --listen", "follow the election's leader instead of campaigning")
-      .option(
-        "--ttl-ms <ms>",
-        `the session's TTL (default ${TTL_DEFAULT_MS})`,
-        integerArg(2_000, 86_400_000),
-      ),
+      .option(...TTL_OPTION),
   ).action(
     action(async (cli, args, flags) => {
       const [name, proposal] = args as [string, string | undefined];
@@ -117,27 +135,22 @@ export function addLockVerbs(program: Command): void {
         return;
       }
       if (proposal === undefined) throw usage("elect needs a proposal, or --listen");
-      const session = await cli.call((c) =>
-        c.createSession({ ttlMs: (flags.ttlMs as number) ?? TTL_DEFAULT_MS }),
+      let election: Election | undefined;
+      await withSession(
+        cli,
+        flags.ttlMs as number | undefined,
+        (session, signal) => {
+          election = new Election(cli.client, session, prefix);
+          return election.campaign(proposal, { signal });
+        },
+        async (token, session) => {
+          const { key } = election!;
+          const record: Reply = { event: "elected", key, token, proposal };
+          out(cli.json ? JSON.stringify(record) : `${key} token ${token}: leading with ${proposal}`);
+          await untilInterrupted(session);
+          await election!.resign();
+        },
       );
-      const election = new Election(cli.client, session, prefix);
-      const abort = new AbortController();
-      const interrupt = () => abort.abort();
-      process.once("SIGINT", interrupt);
-      process.once("SIGTERM", interrupt);
-      try {
-        const token = await election.campaign(proposal, { signal: abort.signal });
-        process.off("SIGINT", interrupt);
-        process.off("SIGTERM", interrupt);
-        const record: Reply = { event: "elected", key: election.key, token, proposal };
-        out(cli.json ? JSON.stringify(record) : `${election.key} token ${token}: leading with ${proposal}`);
-        await untilInterrupted(session);
-        await election.resign();
-      } finally {
-        process.off("SIGINT", interrupt);
-        process.off("SIGTERM", interrupt);
-        await session.close().catch(() => {});
-      }
     }),
   );
 }
