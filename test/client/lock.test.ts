@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Election, type Leader, Mutex } from "../../src/client/lock.js";
+import { Election, type Leader, Mutex, readContenders } from "../../src/client/lock.js";
 import { MetaraftError } from "../../src/errors.js";
 import { InProcessCluster } from "../helpers/nodes.js";
 import { waitFor } from "../helpers/wait.js";
@@ -96,6 +96,9 @@ describe("locks and elections over the keyspace", () => {
         await waitFor(`waiter ${i} in line`, async () => (await admin.kvGet(mutexes[i]!.key)).kv !== null);
       }
       assert.equal(await pending(Promise.race(waits), () => admin.kvGet("x")), true);
+      // Past its bound of contenders a read refuses, rather than page on without end.
+      assert.equal((await readContenders(admin, "locks/fifo/", 4)).contenders.length, 4);
+      await rejectsWith(readContenders(admin, "locks/fifo/", 3), "MR_ERR_LOCK_CONTENDED");
       await mutexes[0]!.unlock();
       for (let i = 1; i < 4; i++) {
         await waitFor(`waiter ${i} to hold the lock`, () => order.length === i + 1);
